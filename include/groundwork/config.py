@@ -1,0 +1,346 @@
+"""Index definitions: one YAML file per index, loaded into typed models.
+
+An index file names its sources, chunking strategy, enrichment, embedding model,
+Qdrant target, batching and schedule. Loading validates everything at once and
+raises :class:`~groundwork.errors.ConfigError` naming the file, the field and
+what is allowed. Relative paths in a file are relative to the file's folder.
+
+This module only parses and validates; it opens no source and loads no model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from groundwork.errors import ConfigError
+
+__all__ = [
+    "ChunkingConfig",
+    "EmbeddingConfig",
+    "EnrichmentConfig",
+    "FileSourceConfig",
+    "IndexConfig",
+    "ProcessingConfig",
+    "QdrantConfig",
+    "SourceConfig",
+    "SqlSourceConfig",
+    "TableSourceConfig",
+    "discover_index_files",
+    "load_index",
+    "load_indexes",
+]
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+FILE_SUFFIXES = (
+    ".pdf", ".html", ".htm", ".md", ".markdown", ".docx", ".pptx", ".xlsx", ".eml",
+    ".epub", ".odt", ".rst", ".txt", ".text", ".org",
+)  # fmt: skip
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _TabularFields(_Model):
+    """How rows become documents; shared by table files and SQL queries."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    key: list[str] = Field(min_length=1, description="column(s) whose values identify a document")
+    text: str = Field(min_length=1, description="template over named columns, e.g. '{title}: {body}'")
+    title: str | None = Field(default=None, description="template for the document title")
+    metadata_columns: list[str] = Field(default_factory=list)
+    timestamp_column: str | None = None
+    group_by: list[str] | None = Field(
+        default=None, description="one document per distinct value of these columns instead of per row"
+    )
+    language: str | None = Field(default=None, description="ISO 639-3 code, e.g. 'eng'; detected if unset")
+
+    @field_validator("key", "group_by", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("text", "title")
+    @classmethod
+    def _template_fields(cls, value: str | None) -> str | None:
+        if value is not None and not template_fields(value):
+            raise ValueError("a template must name at least one column, e.g. '{body}'")
+        return value
+
+
+class FileSourceConfig(_Model):
+    """A folder (or glob) of documents partitioned with unstructured."""
+
+    type: Literal["files"]
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    path: Path = Field(description="folder to list")
+    include: list[str] = Field(default_factory=lambda: ["**/*"], description="glob patterns under path")
+    exclude: list[str] = Field(default_factory=list)
+    pdf_strategy: Literal["fast"] = "fast"
+    languages: list[str] | None = Field(default=None, description="ISO 639-3 codes; detected if unset")
+    max_file_mb: float = Field(default=200.0, gt=0)
+
+
+class TableSourceConfig(_TabularFields):
+    """A CSV or Parquet file read with pyarrow: a document per row or per group."""
+
+    type: Literal["table"]
+    path: Path
+    format: Literal["csv", "parquet"] | None = None
+
+    @model_validator(mode="after")
+    def _known_format(self) -> TableSourceConfig:
+        if self.format is None and self.path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+            raise ValueError(f"cannot tell the format of {self.path}; set format: csv or parquet")
+        return self
+
+    @property
+    def table_format(self) -> str:
+        return self.format or ("csv" if self.path.suffix.lower() == ".csv" else "parquet")
+
+
+class SqlSourceConfig(_TabularFields):
+    """A SQL query through SQLAlchemy: a document per row or per group."""
+
+    type: Literal["sql"]
+    query: str = Field(min_length=1)
+    url: str | None = Field(default=None, description="SQLAlchemy URL without secrets")
+    url_env: str | None = Field(default=None, description="environment variable holding the URL")
+    connection_id: str | None = Field(default=None, description="Airflow Connection id (under Airflow)")
+
+    @model_validator(mode="after")
+    def _one_url(self) -> SqlSourceConfig:
+        if not (self.url or self.url_env or self.connection_id):
+            raise ValueError("a sql source needs one of url, url_env or connection_id")
+        return self
+
+
+SourceConfig = Annotated[
+    FileSourceConfig | TableSourceConfig | SqlSourceConfig, Field(discriminator="type")
+]
+
+
+class ChunkingConfig(_Model):
+    """How documents are cut into chunks.
+
+    ``by_title`` and ``basic`` are unstructured's chunkers (sizes in characters);
+    ``tokens`` cuts fixed windows counted with the embedding model's tokenizer.
+    Whatever the strategy, a chunk longer than the model's sequence length is
+    split further on token boundaries, never truncated.
+    """
+
+    strategy: Literal["by_title", "basic", "tokens"] = "by_title"
+    max_characters: int = Field(default=1000, gt=0)
+    new_after_n_chars: int | None = Field(default=800, gt=0)
+    overlap: int = Field(default=0, ge=0)
+    overlap_all: bool = False
+    combine_text_under_n_chars: int | None = Field(default=200, ge=0)
+    multipage_sections: bool = True
+    max_tokens: int = Field(default=200, gt=0, description="tokens strategy: window size")
+    overlap_tokens: int = Field(default=32, ge=0, description="tokens strategy: overlap between windows")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChunkingConfig:
+        if self.overlap >= self.max_characters:
+            raise ValueError("overlap must be smaller than max_characters")
+        if self.overlap_tokens >= self.max_tokens:
+            raise ValueError("overlap_tokens must be smaller than max_tokens")
+        if self.new_after_n_chars is not None and self.new_after_n_chars > self.max_characters:
+            raise ValueError("new_after_n_chars must not exceed max_characters")
+        return self
+
+
+class EnrichmentConfig(_Model):
+    """Metadata added to every chunk beyond what groundwork always records."""
+
+    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    detect_language: bool = True
+
+
+class EmbeddingConfig(_Model):
+    """The sentence-transformers model and how it is run."""
+
+    model: str = DEFAULT_MODEL
+    batch_size: int = Field(default=32, gt=0, le=4096)
+    normalize: bool = True
+    device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$")
+
+
+class QdrantConfig(_Model):
+    """Where versions are published.
+
+    Exactly one of: ``path`` (a local folder; the default is the data folder's
+    ``qdrant/``), ``location: ":memory:"`` (tests), or ``url`` (a server, with
+    its API key from ``api_key_env``). Under Airflow, ``connection_id`` names a
+    Connection that overrides these when it exists.
+    """
+
+    path: Path | None = None
+    location: Literal[":memory:"] | None = None
+    url: str | None = None
+    api_key_env: str | None = "QDRANT_API_KEY"
+    connection_id: str | None = "qdrant_default"
+    prefer_grpc: bool = False
+    timeout_s: int = Field(default=60, gt=0)
+    upload_batch_size: int = Field(default=256, gt=0, le=10_000)
+    distance: Literal["cosine", "dot", "euclid"] = "cosine"
+
+    @model_validator(mode="after")
+    def _one_target(self) -> QdrantConfig:
+        if sum(x is not None for x in (self.path, self.location, self.url)) > 1:
+            raise ValueError("set only one of path, location and url")
+        return self
+
+
+class ProcessingConfig(_Model):
+    """How a run's documents are split into batches (mapped tasks under Airflow)."""
+
+    batch_size: int = Field(default=50, gt=0, description="documents per batch")
+    max_batches: int = Field(default=256, gt=0, le=1024, description="bounded by Airflow's map length")
+
+
+class IndexConfig(_Model):
+    """One index: where its documents come from and how its versions are built."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    description: str = ""
+    schedule: str | None = Field(default="@daily", description="cron expression, preset, or null")
+    sources: list[SourceConfig] = Field(min_length=1)
+    chunking: ChunkingConfig = ChunkingConfig()
+    enrichment: EnrichmentConfig = EnrichmentConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    qdrant: QdrantConfig = QdrantConfig()
+    processing: ProcessingConfig = ProcessingConfig()
+    tags: list[str] = Field(default_factory=list)
+    source_file: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_sources(cls, sources: list[Any]) -> list[Any]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        return sources
+
+    def source(self, name: str) -> FileSourceConfig | TableSourceConfig | SqlSourceConfig:
+        for src in self.sources:
+            if src.name == name:
+                return src
+        raise ConfigError(f"index {self.name!r} has no source {name!r}; it has: {self.source_names}")
+
+    @property
+    def source_names(self) -> list[str]:
+        return [s.name for s in self.sources]
+
+    def fingerprint_payload(self) -> dict[str, Any]:
+        """The settings that decide chunk contents and vectors (not where they go).
+
+        Source settings are not part of it: how a source renders or partitions a
+        document is folded into that document's content hash instead, so a change
+        there re-processes only the documents it touches.
+        """
+        return {
+            "chunking": self.chunking.model_dump(mode="json"),
+            "enrichment": self.enrichment.model_dump(mode="json"),
+            "embedding": self.embedding.model_dump(mode="json", exclude={"batch_size", "device"}),
+        }
+
+    def fingerprint(self) -> str:
+        """A short, stable hash of :meth:`fingerprint_payload`."""
+        blob = json.dumps(self.fingerprint_payload(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_FIELD_RE = re.compile(r"{([^{}!:]+)[^{}]*}")
+
+
+def template_fields(template: str) -> list[str]:
+    """Column names a ``str.format`` template refers to, in order."""
+    return [m.strip() for m in _FIELD_RE.findall(template)]
+
+
+def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message += f"; allowed fields here: {', '.join(_allowed_fields(error['loc'][:-1], model))}"
+    return f"  {where}: {message}"
+
+
+def _allowed_fields(loc: tuple[Any, ...], model: type[BaseModel]) -> list[str]:
+    """Best effort: the field names of the model at ``loc``."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
+        if field is None:
+            # a discriminated union member: named by its tag in the location
+            current = {"files": FileSourceConfig, "table": TableSourceConfig, "sql": SqlSourceConfig}.get(part)
+            continue
+        annotation = field.annotation
+        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    fields = getattr(current, "model_fields", {})
+    return sorted(f for f in fields if f != "source_file") or ["(see the documentation)"]
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make relative source and Qdrant paths relative to the index file's folder."""
+    for src in raw.get("sources") or []:
+        if isinstance(src, dict) and isinstance(src.get("path"), str):
+            src["path"] = str((base / src["path"]).resolve())
+    qdrant = raw.get("qdrant")
+    if isinstance(qdrant, dict) and isinstance(qdrant.get("path"), str):
+        qdrant["path"] = str((base / qdrant["path"]).resolve())
+    return raw
+
+
+def parse_index(raw: Any, source_file: Path | None = None) -> IndexConfig:
+    """Validate an already-parsed mapping; errors name ``source_file``."""
+    label = str(source_file) if source_file else "<index definition>"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{label}: expected a mapping of index settings, got {type(raw).__name__}")
+    if source_file is not None:
+        raw = _resolve_paths(dict(raw), source_file.parent)
+        raw["source_file"] = source_file
+    try:
+        return IndexConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(e, IndexConfig) for e in exc.errors()]
+        raise ConfigError(f"{label}: invalid index definition\n" + "\n".join(lines)) from None
+
+
+def load_index(path: str | Path) -> IndexConfig:
+    """Load and validate one index file."""
+    file = Path(path).resolve()
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: index file not found") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    config = parse_index(raw, file)
+    if file.stem != config.name:
+        raise ConfigError(f"{file}: name {config.name!r} must match the file name {file.stem!r}")
+    return config
+
+
+def discover_index_files(indexes_dir: str | Path) -> list[Path]:
+    """The index files of a folder (``*.yaml`` / ``*.yml``), sorted."""
+    folder = Path(indexes_dir)
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+
+
+def load_indexes(indexes_dir: str | Path) -> dict[str, IndexConfig]:
+    """Every index of a folder by name; the first invalid file raises."""
+    return {cfg.name: cfg for cfg in (load_index(p) for p in discover_index_files(indexes_dir))}

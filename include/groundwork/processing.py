@@ -1,0 +1,132 @@
+"""Process one batch of documents: partition, chunk, enrich, embed, write.
+
+For each document of a batch file: partition it (unstructured, or the row's
+rendered text), chunk it with the index's strategy, enrich the chunks, and
+embed them through the embedding cache. The batch's chunks are written as one
+chunk table beside a small JSON report (counts, skipped documents with their
+reasons, timings). A document that fails is recorded and skipped; the batch
+goes on. Writing is atomic and keyed by the batch file, so a retried task
+overwrites its own output and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from groundwork.chunk_table import ChunkTableWriter
+from groundwork.chunking import chunk_elements
+from groundwork.config import FileSourceConfig, IndexConfig
+from groundwork.documents import SourceDocument, read_documents
+from groundwork.embedding import Embedder
+from groundwork.embedding_cache import CacheStats, EmbeddingCache, embed_with_cache
+from groundwork.enrichment import document_language, enrich
+from groundwork.errors import ChunkingError, DocumentError
+from groundwork.partition import partition_document
+from groundwork.sources.skipped import Skipped
+from groundwork.versions import write_json_atomic
+
+__all__ = ["batch_output_paths", "process_batch"]
+
+log = logging.getLogger(__name__)
+
+# Embed in groups of about this many chunks: bounded memory, good batching.
+_EMBED_GROUP = 256
+
+
+def batch_output_paths(batch_path: Path) -> tuple[Path, Path]:
+    """(chunk table, report) written for a batch file."""
+    out = batch_path.parent.parent / "out"
+    return out / f"{batch_path.stem}.parquet", out / f"{batch_path.stem}.report.json"
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+
+def process_batch(
+    config: IndexConfig,
+    batch_path: Path,
+    embedder: Embedder,
+    cache: EmbeddingCache | None,
+) -> Path:
+    """Turn one batch file into a chunk table; returns the table's path."""
+    table_path, report_path = batch_output_paths(batch_path)
+    timer = _Timer()
+    stats = CacheStats()
+    skipped: list[Skipped] = []
+    pending_rows: list[dict[str, Any]] = []
+    documents = chunks = 0
+    with timer.stage("load_model"):
+        dim = embedder.dimension
+    with ChunkTableWriter(table_path, dim) as writer:
+
+        def flush() -> None:
+            with timer.stage("embed"):
+                vectors = embed_with_cache(embedder, cache, [r["text"] for r in pending_rows], stats)
+            with timer.stage("write"):
+                writer.write_rows(pending_rows, vectors)
+            pending_rows.clear()
+
+        for doc in read_documents(batch_path):
+            documents += 1
+            try:
+                rows = _chunk_document(config, doc, embedder, timer)
+            except (DocumentError, ChunkingError) as exc:
+                error_type = exc.error_type if isinstance(exc, DocumentError) else type(exc).__name__
+                reason = exc.reason if isinstance(exc, DocumentError) else str(exc)
+                stage = "partition" if isinstance(exc, DocumentError) else "chunk"
+                skipped.append(Skipped(doc.source, doc.uri, error_type, reason, stage))
+                log.warning("skipped %s: %s: %s", doc.uri, error_type, reason)
+                continue
+            chunks += len(rows)
+            pending_rows.extend(rows)
+            if len(pending_rows) >= _EMBED_GROUP:
+                flush()
+        if pending_rows:
+            flush()
+    report = {
+        "batch": str(batch_path),
+        "documents": documents,
+        "documents_skipped": len(skipped),
+        "chunks": chunks,
+        "embedded": stats.embedded,
+        "reused": stats.reused,
+        "skipped": [s.to_dict() for s in skipped],
+        "timings_s": {k: round(v, 3) for k, v in timer.seconds.items()},
+    }
+    write_json_atomic(report_path, report)
+    log.info(
+        "batch %s: %d documents, %d chunks (%d embedded, %d from cache), %d skipped",
+        batch_path.name, documents, chunks, stats.embedded, stats.reused, len(skipped),
+    )  # fmt: skip
+    return table_path
+
+
+def _chunk_document(config: IndexConfig, doc: SourceDocument, embedder: Embedder, timer: _Timer) -> list[dict[str, Any]]:
+    source = config.source(doc.source)
+    strategy = source.pdf_strategy if isinstance(source, FileSourceConfig) else "fast"
+    languages = source.languages if isinstance(source, FileSourceConfig) else None
+    with timer.stage("partition"):
+        elements = partition_document(doc, pdf_strategy=strategy, languages=languages)
+    with timer.stage("chunk"):
+        drafts = chunk_elements(elements, config.chunking, embedder.tokenizer)
+        if not drafts:
+            raise DocumentError(doc.uri, "the document produced no chunks", "NoChunks")
+    with timer.stage("enrich"):
+        language = document_language(doc, elements, config.enrichment.detect_language)
+        return enrich(doc, drafts, config.enrichment, language)

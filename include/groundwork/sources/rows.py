@@ -1,0 +1,115 @@
+"""Turn table rows into documents: shared by table files and SQL queries.
+
+A document per row, or per distinct ``group_by`` value (its rows rendered one
+per line, in input order). Text and title come from ``str.format`` templates
+over named columns; declared metadata columns become chunk metadata; the key
+columns make the id. A row whose key is missing, or that repeats a key, is
+skipped with its reason rather than silently merged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from groundwork.config import SqlSourceConfig, TableSourceConfig, template_fields
+from groundwork.documents import SourceDocument
+from groundwork.errors import SourceError
+from groundwork.sources import Discovery
+from groundwork.sources.skipped import Skipped
+
+Tabular = TableSourceConfig | SqlSourceConfig
+
+
+def required_columns(cfg: Tabular) -> list[str]:
+    cols = [*cfg.key, *template_fields(cfg.text), *cfg.metadata_columns]
+    if cfg.title:
+        cols += template_fields(cfg.title)
+    if cfg.timestamp_column:
+        cols.append(cfg.timestamp_column)
+    if cfg.group_by:
+        cols += cfg.group_by
+    return list(dict.fromkeys(cols))
+
+
+def check_columns(cfg: Tabular, available: Iterable[str], where: str) -> None:
+    have = set(available)
+    missing = [c for c in required_columns(cfg) if c not in have]
+    if missing:
+        raise SourceError(
+            f"source {cfg.name!r} ({where}): column(s) {', '.join(missing)} not found; "
+            f"available: {', '.join(sorted(have)) or '(none)'}"
+        )
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly version of a cell value."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
+
+
+def _render(template: str, row: Mapping[str, Any]) -> str:
+    return template.format_map({k: "" if v is None else v for k, v in row.items()})
+
+
+def rows_to_documents(cfg: Tabular, rows: Iterable[Mapping[str, Any]], uri_base: str) -> Discovery:
+    """Documents from rows that already passed :func:`check_columns`."""
+    found = Discovery(source=cfg.name)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for number, raw in enumerate(rows, start=1):
+        row = {k: _plain(v) for k, v in raw.items()}
+        key_cols = cfg.group_by or cfg.key
+        key_values = [row.get(c) for c in key_cols]
+        if any(v is None or v == "" for v in key_values):
+            found.skipped.append(
+                Skipped(cfg.name, f"{uri_base}#row{number}", "MissingKey", f"row {number} has no value in {key_cols}")
+            )
+            continue
+        key = "/".join(str(v) for v in key_values)
+        if key in groups and not cfg.group_by:
+            found.skipped.append(
+                Skipped(cfg.name, f"{uri_base}#{key}", "DuplicateKey", f"row {number} repeats key {key!r}; kept the first")
+            )
+            continue
+        groups.setdefault(key, []).append(row)
+    for key, members in groups.items():
+        found.documents.append(_document(cfg, key, members, uri_base))
+    return found
+
+
+def _document(cfg: Tabular, key: str, rows: list[dict[str, Any]], uri_base: str) -> SourceDocument:
+    first = rows[0]
+    text = "\n".join(_render(cfg.text, r) for r in rows)
+    title = _render(cfg.title, first) if cfg.title else key
+    metadata = {c: first.get(c) for c in cfg.metadata_columns}
+    modified = None
+    if cfg.timestamp_column:
+        stamps = [str(r[cfg.timestamp_column]) for r in rows if r.get(cfg.timestamp_column) is not None]
+        modified = max(stamps) if stamps else None
+    blob = json.dumps({"text": text, "title": title, "metadata": metadata}, sort_keys=True, default=str)
+    return SourceDocument(
+        doc_id=f"{cfg.name}:{key}",
+        source=cfg.name,
+        uri=f"{uri_base}#{key}",
+        title=title,
+        content_hash=hashlib.sha256(blob.encode()).hexdigest(),
+        kind="row",
+        modified_at=modified,
+        text=text,
+        language=cfg.language,
+        metadata=metadata,
+    )
