@@ -6,6 +6,7 @@
     groundwork run INDEX [--source S ...]   refresh an index now (same stages as the DAG)
     groundwork search INDEX "query" [-k N]  top hits from the live version
     groundwork versions INDEX               versions on disk, the live one marked
+    groundwork show INDEX [VERSION]         summary of a version (default: the live one)
 
 ``--home`` and ``--indexes`` (or ``GROUNDWORK_HOME`` / ``GROUNDWORK_INDEXES``)
 choose the data folder and the folder of index files. Errors groundwork
@@ -95,6 +96,22 @@ def cmd_versions(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
+    from groundwork.pipeline import summarize
+    from groundwork.versions import VersionStore
+
+    cfg = _index(settings, args.index)
+    store = VersionStore(settings, cfg.name)
+    live = store.live()
+    version = args.version or (live.version if live else None)
+    if version is None:
+        raise NotFoundError(f"index {cfg.name!r} has no live version yet: run `groundwork run {cfg.name}` first")
+    manifest = store.manifest(version)
+    print(summarize(manifest))
+    print(f"  collection: {manifest.collection}" + ("  (live)" if live and live.version == version else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="groundwork", description="Fresh, validated, reversible RAG indexes.")
     parser.add_argument("--home", help="data folder (default: $GROUNDWORK_HOME or ./data)")
@@ -116,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     versions = sub.add_parser("versions", help="list an index's versions")
     versions.add_argument("index")
     versions.set_defaults(func=cmd_versions)
+    show = sub.add_parser("show", help="summary of the live version (or of VERSION)")
+    show.add_argument("index")
+    show.add_argument("version", nargs="?")
+    show.set_defaults(func=cmd_show)
     return parser
 
 

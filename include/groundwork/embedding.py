@@ -169,7 +169,8 @@ class SentenceTransformerEmbedder:
 
     @cached_property
     def dimension(self) -> int:
-        dim = self._model.get_sentence_embedding_dimension()
+        getter = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dim = getter()
         if not dim:
             raise ConfigError(f"embedding.model {self.config.model!r} does not report an embedding dimension")
         return int(dim)

@@ -30,6 +30,8 @@ OFFLINE_ENV: dict[str, str] = {
     "UNSTRUCTURED_DISABLE_NOTICE": "1",
     "DVC_NO_ANALYTICS": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
 }
 
 _SPACY_MODEL = "en_core_web_sm"

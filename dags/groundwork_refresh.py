@@ -1,0 +1,106 @@
+"""
+### groundwork refresh
+
+Refreshes one groundwork index: **plan** lists every source with content hashes
+and diffs them against the live version; **process** partitions, chunks,
+enriches and embeds each batch of new or changed documents (one mapped task per
+batch); **assemble** writes the candidate version (unchanged documents are
+carried over with their vectors); **publish** uploads collection
+`<index>__<version>`, checks the count and moves the alias `<index>` atomically.
+
+Tasks pass file paths, never data. Unparseable documents are skipped with
+their reason (see the `plan`, `process` and `assemble` logs). One DAG is
+generated per index file in `include/indexes/` (or `$GROUNDWORK_INDEXES`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.sdk import Asset, Param, TriggerRule, dag, get_current_context, task
+
+from groundwork.config import IndexConfig, discover_index_files, load_index
+from groundwork.errors import ConfigError
+from groundwork.settings import load_settings
+from groundwork_airflow import index_asset_uri
+
+DEFAULT_ARGS = {"owner": "groundwork", "retries": 2, "retry_delay": timedelta(seconds=20)}
+
+
+def build_refresh_dag(index_file: Path, cfg: IndexConfig) -> object:
+    path = str(index_file)
+
+    @dag(
+        dag_id=f"groundwork_refresh__{cfg.name}",
+        schedule=cfg.schedule,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["groundwork", "refresh", *cfg.tags],
+        doc_md=f"{__doc__}\n\n**Index `{cfg.name}`**: {cfg.description}\n\nDefinition: `{path}`",
+        params={
+            "force": Param(False, type="boolean", title="Force re-processing",
+                           description="Re-process every document, ignoring content hashes."),
+            "sources": Param([], type="array", items={"type": "string", "enum": cfg.source_names},
+                             title="Sources", description="Only these sources (empty: all)."),
+        },
+    )  # fmt: skip
+    def refresh() -> None:
+        @task
+        def plan() -> list[str]:
+            from groundwork_airflow import plan_task
+
+            return plan_task(path, get_current_context())
+
+        @task(execution_timeout=timedelta(hours=2))
+        def process(batch: str) -> str:
+            from groundwork_airflow import process_task
+
+            return process_task(path, batch)
+
+        @task(trigger_rule=TriggerRule.NONE_FAILED)
+        def assemble(_outputs: list[str] | None = None) -> str:
+            from groundwork_airflow import assemble_task
+
+            return assemble_task(path, get_current_context())
+
+        @task(outlets=[Asset(index_asset_uri(cfg.name), group="groundwork")])
+        def publish(version: str) -> dict[str, object]:
+            from groundwork_airflow import publish_task
+
+            return publish_task(path, version)
+
+        publish(assemble(process.expand(batch=plan())))
+
+    return refresh()
+
+
+def build_invalid_dag(index_file: Path, error: ConfigError) -> object:
+    """An index file that does not load becomes a DAG that shows and raises its error."""
+
+    @dag(
+        dag_id=f"groundwork_invalid__{index_file.stem}",
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        tags=["groundwork", "invalid"],
+        doc_md=f"### Invalid index file\n\n```\n{error}\n```",
+    )
+    def invalid() -> None:
+        @task(retries=0)
+        def report_error() -> None:
+            raise ConfigError(str(error))
+
+        report_error()
+
+    return invalid()
+
+
+for _file in discover_index_files(load_settings().indexes_dir):
+    try:
+        _cfg = load_index(_file)
+    except ConfigError as _error:
+        globals()[f"invalid_{_file.stem}"] = build_invalid_dag(_file, _error)
+    else:
+        globals()[f"refresh_{_cfg.name}"] = build_refresh_dag(_file, _cfg)
