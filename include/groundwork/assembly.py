@@ -87,14 +87,22 @@ def assemble(config: IndexConfig, store: VersionStore, plan_path: Path, dimensio
         raise GroundworkError(
             f"index {plan.index!r}: the candidate has no chunks ({len(skipped)} documents skipped); nothing to publish"
         )
-    version = make_version_id(datetime.fromisoformat(plan.build_time), plan.fingerprint, plan.model_id, chunk_ids + carried_ids)
+    version = make_version_id(
+        datetime.fromisoformat(plan.build_time), plan.fingerprint, plan.model_id, chunk_ids + carried_ids
+    )
 
     with ChunkTableWriter(store.chunks_path(version), dim) as writer:
         for table in tables:
             for batch in iter_batches(table):
-                writer.write_batch(batch.set_column(batch.schema.get_field_index("version"), "version", _const(version, batch.num_rows)))
+                writer.write_batch(
+                    batch.set_column(
+                        batch.schema.get_field_index("version"), "version", _const(version, batch.num_rows)
+                    )
+                )
         for batch in _carried(store, plan):
-            writer.write_batch(batch.set_column(batch.schema.get_field_index("version"), "version", _const(version, batch.num_rows)))
+            writer.write_batch(
+                batch.set_column(batch.schema.get_field_index("version"), "version", _const(version, batch.num_rows))
+            )
 
     embedded = sum(r["embedded"] for r in reports)
     reused = sum(r["reused"] for r in reports)

@@ -145,7 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     set_offline_env()
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     settings = load_settings(args.home, args.indexes)
     try:
         return int(args.func(settings, args))

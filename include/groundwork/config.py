@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -269,7 +270,7 @@ def template_fields(template: str) -> list[str]:
     return [m.strip() for m in _FIELD_RE.findall(template)]
 
 
-def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
+def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     where = ".".join(str(p) for p in error["loc"]) or "(top level)"
     message = error["msg"]
     if error["type"] == "extra_forbidden":

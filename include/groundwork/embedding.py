@@ -92,7 +92,7 @@ def resolve_model_path(name: str) -> Path:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(name, local_files_only=True))
-    except Exception:  # noqa: BLE001 - any failure means "not available offline"
+    except Exception:
         raise ConfigError(
             f"embedding.model {name!r} is neither {DEFAULT_MODEL!r}, a local folder, nor a model in the "
             "local Hugging Face cache; groundwork never downloads models at run time"
@@ -141,7 +141,9 @@ class Tokenizer:
         return [len(ids) for ids in encoded["input_ids"]]
 
     def spans(self, text: str) -> list[tuple[int, int]]:
-        encoded = self._tok(text, add_special_tokens=False, truncation=False, return_offsets_mapping=True, verbose=False)
+        encoded = self._tok(
+            text, add_special_tokens=False, truncation=False, return_offsets_mapping=True, verbose=False
+        )
         return [(int(a), int(b)) for a, b in encoded["offset_mapping"]]
 
 

@@ -66,7 +66,7 @@ class EmbeddingCache:
                 part = list(hashes[start : start + _LOOKUP_CHUNK])
                 marks = ",".join("?" * len(part))
                 rows = conn.execute(
-                    f"SELECT text_hash, vector FROM vectors WHERE model_id = ? AND text_hash IN ({marks})",  # noqa: S608
+                    f"SELECT text_hash, vector FROM vectors WHERE model_id = ? AND text_hash IN ({marks})",
                     [model_id, *part],
                 )
                 for text_hash, blob in rows:

@@ -27,9 +27,7 @@ def document_language(doc: SourceDocument, elements: Sequence[Any], detect: bool
     """The document's language: declared, else the elements' majority, else detected."""
     if doc.language:
         return doc.language
-    found = Counter(
-        lang for el in elements for lang in (getattr(el.metadata, "languages", None) or [])[:1]
-    )
+    found = Counter(lang for el in elements for lang in (getattr(el.metadata, "languages", None) or [])[:1])
     if found:
         return found.most_common(1)[0][0]
     if not detect:

@@ -21,7 +21,9 @@ __all__ = ["partition_document"]
 log = logging.getLogger(__name__)
 
 
-def partition_document(doc: SourceDocument, pdf_strategy: str = "fast", languages: list[str] | None = None) -> list[Any]:
+def partition_document(
+    doc: SourceDocument, pdf_strategy: str = "fast", languages: list[str] | None = None
+) -> list[Any]:
     """Elements of ``doc`` that carry text, in reading order."""
     patch_unstructured()
     if doc.kind == "row":
@@ -37,7 +39,7 @@ def partition_document(doc: SourceDocument, pdf_strategy: str = "fast", language
         from unstructured.partition.auto import partition
 
         elements = partition(filename=doc.path, strategy=pdf_strategy, languages=languages)
-    except Exception as exc:  # noqa: BLE001 - unstructured raises many types; all mean "cannot parse"
+    except Exception as exc:
         raise DocumentError(doc.uri, _one_line(exc), type(exc).__name__) from exc
     with_text = [e for e in elements if (getattr(e, "text", "") or "").strip()]
     if not with_text:

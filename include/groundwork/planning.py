@@ -100,7 +100,9 @@ def plan_run(
         manifest = store.manifest(parent)
         # Another chunking/enrichment/model config means every document is re-chunked
         # (the embedding cache still spares texts it has seen).
-        reprocess_all = reprocess_all or manifest.config_fingerprint != config.fingerprint() or manifest.model_id != model_id
+        reprocess_all = (
+            reprocess_all or manifest.config_fingerprint != config.fingerprint() or manifest.model_id != model_id
+        )
         live_docs = _live_documents(store, parent)
 
     listed: list[SourceDocument] = []
@@ -136,7 +138,9 @@ def plan_run(
     # Sources outside this run's subset keep every document they had.
     outside = sorted(d for d, (_, src) in live_docs.items() if src not in selected)
     if reprocess_all and outside:
-        raise ConfigError("a run that re-processes everything (new config or model, or forced) must include all sources")
+        raise ConfigError(
+            "a run that re-processes everything (new config or model, or forced) must include all sources"
+        )
     deleted = sorted(d for d, (_, src) in live_docs.items() if src in selected and d not in listed_ids)
 
     run_dir = store.run_dir(run_id)

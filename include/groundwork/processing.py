@@ -117,7 +117,9 @@ def process_batch(
     return table_path
 
 
-def _chunk_document(config: IndexConfig, doc: SourceDocument, embedder: Embedder, timer: _Timer) -> list[dict[str, Any]]:
+def _chunk_document(
+    config: IndexConfig, doc: SourceDocument, embedder: Embedder, timer: _Timer
+) -> list[dict[str, Any]]:
     source = config.source(doc.source)
     strategy = source.pdf_strategy if isinstance(source, FileSourceConfig) else "fast"
     languages = source.languages if isinstance(source, FileSourceConfig) else None

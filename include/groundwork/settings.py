@@ -53,7 +53,5 @@ class Settings:
 def load_settings(home: str | Path | None = None, indexes_dir: str | Path | None = None) -> Settings:
     """Settings from arguments, else ``GROUNDWORK_HOME`` / ``GROUNDWORK_INDEXES``, else defaults."""
     resolved_home = Path(home or os.environ.get("GROUNDWORK_HOME") or Path.cwd() / "data")
-    resolved_indexes = Path(
-        indexes_dir or os.environ.get("GROUNDWORK_INDEXES") or DEFAULT_INDEXES_DIR
-    )
+    resolved_indexes = Path(indexes_dir or os.environ.get("GROUNDWORK_INDEXES") or DEFAULT_INDEXES_DIR)
     return Settings(home=resolved_home.resolve(), indexes_dir=resolved_indexes.resolve())

@@ -81,7 +81,9 @@ def resolve_target(cfg: QdrantConfig, settings: Settings, connection: ServerConn
         )
     if cfg.url:
         api_key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
-        return QdrantTarget(kind="server", url=cfg.url, api_key=api_key, prefer_grpc=cfg.prefer_grpc, timeout_s=cfg.timeout_s)
+        return QdrantTarget(
+            kind="server", url=cfg.url, api_key=api_key, prefer_grpc=cfg.prefer_grpc, timeout_s=cfg.timeout_s
+        )
     if cfg.location == ":memory:":
         return QdrantTarget(kind="memory")
     path = cfg.path or settings.qdrant_path
@@ -113,7 +115,8 @@ def open_client(target: QdrantTarget, lock_timeout_s: float = 900) -> Iterator[Q
         lock.acquire(timeout=lock_timeout_s)
     except Timeout:
         raise PublishError(
-            f"embedded Qdrant at {target.path} stayed busy for {lock_timeout_s:.0f}s (another task holds {target.lock_path})"
+            f"embedded Qdrant at {target.path} stayed busy for {lock_timeout_s:.0f}s "
+            f"(another task holds {target.lock_path})"
         ) from None
     try:
         client = QdrantClient(path=str(target.path))
@@ -177,9 +180,7 @@ def upload_table(
         if size != dim:
             raise PublishError(f"collection {collection} exists with vector size {size}, expected {dim}")
     else:
-        client.create_collection(
-            collection, vectors_config=models.VectorParams(size=dim, distance=_DISTANCE[distance])
-        )
+        client.create_collection(collection, vectors_config=models.VectorParams(size=dim, distance=_DISTANCE[distance]))
     expected = 0
     for batch in iter_batches(table, batch_size=batch_size):
         rows = batch.to_pylist()

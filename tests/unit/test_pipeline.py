@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from groundwork.chunk_table import chunk_schema
 from groundwork.embedding_cache import EmbeddingCache
 from groundwork.errors import SourceError
@@ -15,6 +14,7 @@ from groundwork.search import search
 from groundwork.settings import Settings
 from groundwork.vectorstore import QdrantTarget, alias_target, open_client
 from groundwork.versions import VersionStore
+
 from tests.conftest import FakeEmbedder, make_index
 
 
@@ -91,7 +91,9 @@ def test_chunking_change_rechunks_but_reuses_cached_vectors(
     assert result.manifest.counts["chunks"]["reused"] == result.manifest.counts["chunks"]["total"]
 
 
-def test_unparseable_file_is_skipped_and_recorded(tmp_path: Path, settings: Settings, memory_target: QdrantTarget) -> None:
+def test_unparseable_file_is_skipped_and_recorded(
+    tmp_path: Path, settings: Settings, memory_target: QdrantTarget
+) -> None:
     cfg = make_index(tmp_path)
     (tmp_path / "docs" / "broken.pdf").write_bytes(b"%PDF-1.4\n this is not really a pdf")
     (tmp_path / "docs" / "picture.png").write_bytes(b"\x89PNG\r\n")
@@ -103,7 +105,9 @@ def test_unparseable_file_is_skipped_and_recorded(tmp_path: Path, settings: Sett
     assert result.manifest.counts["documents"]["total"] == 3
 
 
-def test_missing_source_fails_before_publishing(tmp_path: Path, settings: Settings, memory_target: QdrantTarget) -> None:
+def test_missing_source_fails_before_publishing(
+    tmp_path: Path, settings: Settings, memory_target: QdrantTarget
+) -> None:
     cfg = make_index(tmp_path)
     first = _run(cfg, settings, FakeEmbedder(), memory_target)
     broken = make_index(tmp_path, sources=[{"name": "docs", "type": "files", "path": str(tmp_path / "gone")}])

@@ -1,0 +1,80 @@
+"""Publishing: atomic alias moves, verified counts, no orphans after a failure, idempotent retries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from groundwork.embedding_cache import EmbeddingCache
+from groundwork.errors import PublishError
+from groundwork.pipeline import run_index
+from groundwork.publishing import publish_version
+from groundwork.settings import Settings
+from groundwork.vectorstore import QdrantTarget, alias_target, open_client, resolve_target
+from groundwork.versions import VersionStore
+from tests.conftest import FakeEmbedder, make_index
+
+
+def test_retry_of_publish_is_a_no_op(tmp_path: Path, settings: Settings, memory_target: QdrantTarget) -> None:
+    cfg = make_index(tmp_path)
+    result = run_index(cfg, settings, embedder=FakeEmbedder(), target=memory_target)
+    again = publish_version(cfg, VersionStore(settings, cfg.name), result.version, memory_target)
+    assert not again.changed and again.points == result.published.points
+    with open_client(memory_target) as client:
+        assert [c.name for c in client.get_collections().collections] == [f"demo__{result.version}"]
+
+
+def test_failed_upload_drops_the_candidate_and_keeps_the_live_version(
+    tmp_path: Path, settings: Settings, memory_target: QdrantTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = make_index(tmp_path)
+    first = run_index(cfg, settings, embedder=FakeEmbedder(), target=memory_target)
+    (tmp_path / "docs" / "delta.md").write_text("# Delta\n\nDelta drones fly in formation.\n")
+
+    import groundwork.vectorstore as vs
+
+    real_upsert = vs.QdrantClient.upsert
+    calls = {"n": 0}
+
+    def flaky_upsert(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ConnectionError("connection reset by peer")
+        return real_upsert(self, *args, **kwargs)
+
+    monkeypatch.setattr(vs.QdrantClient, "upsert", flaky_upsert)
+    cfg_small_batches = make_index(tmp_path, qdrant={"location": ":memory:", "upload_batch_size": 2})
+    with pytest.raises(PublishError, match="connection reset"):
+        run_index(cfg_small_batches, settings, embedder=FakeEmbedder(), cache=EmbeddingCache(settings.cache_path),
+                  target=memory_target)  # fmt: skip
+    with open_client(memory_target) as client:
+        assert alias_target(client, "demo") == f"demo__{first.version}"
+        assert [c.name for c in client.get_collections().collections] == [f"demo__{first.version}"]
+    assert VersionStore(settings, "demo").live().version == first.version  # type: ignore[union-attr]
+
+    monkeypatch.setattr(vs.QdrantClient, "upsert", real_upsert)
+    retried = run_index(cfg_small_batches, settings, embedder=FakeEmbedder(), target=memory_target)
+    assert retried.manifest.counts["documents"]["new"] == 1
+    with open_client(memory_target) as client:
+        assert alias_target(client, "demo") == f"demo__{retried.version}"
+
+
+def test_local_folder_target_persists_and_locks(tmp_path: Path, settings: Settings) -> None:
+    cfg = make_index(tmp_path, qdrant={})
+    target = resolve_target(cfg.qdrant, settings)
+    assert target.kind == "local" and target.path == settings.qdrant_path
+    result = run_index(cfg, settings, embedder=FakeEmbedder(), target=target)
+    with open_client(target) as client:
+        assert client.count("demo", exact=True).count == result.published.points
+        with pytest.raises(PublishError, match="stayed busy"), open_client(target, lock_timeout_s=0.2):
+            pass
+
+
+def test_server_target_takes_url_and_api_key_from_env(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MY_QDRANT_KEY", "s3cret")
+    cfg = make_index(tmp_path, qdrant={"url": "http://qdrant.internal:6333", "api_key_env": "MY_QDRANT_KEY"})
+    target = resolve_target(cfg.qdrant, settings)
+    assert (target.kind, target.url, target.api_key) == ("server", "http://qdrant.internal:6333", "s3cret")
