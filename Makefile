@@ -72,7 +72,7 @@ lint: install ## ruff and mypy
 	$(BIN)/mypy
 
 lock: ## Re-pin requirements.lock from the current .venv
-	@{ sed -n '1,5p' requirements.lock; $(BIN)/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/; s|^unstructured_inference @ .*|unstructured-inference==1.6.14|'; } > requirements.lock.new && mv requirements.lock.new requirements.lock
+	@{ sed -n '1,5p' requirements.lock; $(BIN)/pip freeze --all --exclude-editable | grep -v '^pip==' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/; s|^unstructured_inference @ .*|unstructured-inference==1.6.14|'; } > requirements.lock.new && mv requirements.lock.new requirements.lock
 
 clean: ## Delete data/ (all versions, caches and the Airflow home)
 	rm -rf $(DATA)

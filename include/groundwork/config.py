@@ -33,6 +33,7 @@ __all__ = [
     "SourceConfig",
     "SqlSourceConfig",
     "TableSourceConfig",
+    "ValidationConfig",
     "discover_index_files",
     "load_index",
     "load_indexes",
@@ -202,6 +203,28 @@ class QdrantConfig(_Model):
         return self
 
 
+class ValidationConfig(_Model):
+    """The quality gate's thresholds (see :mod:`groundwork.validation`)."""
+
+    enabled: bool = True
+    min_chars: int = Field(default=1, ge=0)
+    max_chars: int = Field(default=8000, gt=0)
+    max_duplicate_share: float = Field(default=0.3, ge=0, le=1, description="chunks repeating another's text")
+    max_no_chunk_share: float = Field(default=0.2, ge=0, le=1, description="documents that produced no chunk")
+    max_quarantine_share: float = Field(default=0.3, ge=0, le=1, description="documents that could not be parsed")
+    required_metadata: list[str] = Field(default_factory=list, description="metadata fields every chunk must have")
+    allowed_languages: list[str] | None = Field(default=None, description="ISO 639-3 codes; unset allows any")
+    norm_tolerance: float = Field(default=1e-3, gt=0, description="for normalised vectors: |norm - 1| allowed")
+    max_chunk_drift: float | None = Field(default=0.5, ge=0, description="relative change of the chunk count vs live")
+    max_document_drift: float | None = Field(default=0.5, ge=0, description="relative change of documents vs live")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ValidationConfig:
+        if self.min_chars > self.max_chars:
+            raise ValueError("min_chars must not exceed max_chars")
+        return self
+
+
 class ProcessingConfig(_Model):
     """How a run's documents are split into batches (mapped tasks under Airflow)."""
 
@@ -221,6 +244,7 @@ class IndexConfig(_Model):
     embedding: EmbeddingConfig = EmbeddingConfig()
     qdrant: QdrantConfig = QdrantConfig()
     processing: ProcessingConfig = ProcessingConfig()
+    validation: ValidationConfig = ValidationConfig()
     tags: list[str] = Field(default_factory=list)
     source_file: Path | None = Field(default=None, exclude=True)
 
@@ -282,7 +306,7 @@ def _allowed_fields(loc: tuple[Any, ...], model: type[BaseModel]) -> list[str]:
     """Best effort: the field names of the model at ``loc``."""
     current: Any = model
     for part in loc:
-        if isinstance(part, int) or current is None:
+        if isinstance(part, int):
             continue
         field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
         if field is None:
@@ -344,4 +368,10 @@ def discover_index_files(indexes_dir: str | Path) -> list[Path]:
 
 def load_indexes(indexes_dir: str | Path) -> dict[str, IndexConfig]:
     """Every index of a folder by name; the first invalid file raises."""
-    return {cfg.name: cfg for cfg in (load_index(p) for p in discover_index_files(indexes_dir))}
+    indexes: dict[str, IndexConfig] = {}
+    for path in discover_index_files(indexes_dir):
+        config = load_index(path)
+        if config.name in indexes:
+            raise ConfigError(f"{path}: index {config.name!r} is also defined in {indexes[config.name].source_file}")
+        indexes[config.name] = config
+    return indexes

@@ -8,6 +8,7 @@
     ├── DocumentError               one document cannot be parsed; the run records it and goes on
     ├── ChunkingError               a chunk cannot be made to fit the model (never truncated silently)
     ├── PublishError                the vector store refused or lost points; the alias was not moved
+    ├── ValidationFailed            the quality gate rejected a candidate; nothing was published
     └── NotFoundError               an index, version or run that does not exist
 
 Every message says what went wrong, where, and what to do about it. Nothing here
@@ -24,6 +25,7 @@ __all__ = [
     "NotFoundError",
     "PublishError",
     "SourceError",
+    "ValidationFailed",
 ]
 
 
@@ -55,6 +57,10 @@ class ChunkingError(GroundworkError):
 
 class PublishError(GroundworkError):
     """Publishing a version failed; readers still see the previous live version."""
+
+
+class ValidationFailed(GroundworkError):
+    """The quality gate rejected a candidate version; readers keep the live version."""
 
 
 class NotFoundError(GroundworkError):

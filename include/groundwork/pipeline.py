@@ -23,6 +23,7 @@ from groundwork.processing import process_batch
 from groundwork.publishing import PublishResult, publish_version
 from groundwork.settings import Settings
 from groundwork.sources import ConnectionResolver
+from groundwork.validation import validate_version
 from groundwork.vectorstore import QdrantTarget, ServerConnection, resolve_target
 from groundwork.versions import Manifest, VersionStore
 
@@ -50,10 +51,15 @@ def run_index(
     trigger: str = "manual",
     sources: Sequence[str] | None = None,
     force: bool = False,
+    force_reason: str | None = None,
     resolve_connection: ConnectionResolver | None = None,
     connection: ServerConnection | None = None,
 ) -> RunResult:
-    """Plan, process every batch, assemble and publish one refresh of ``config``."""
+    """Plan, process every batch, assemble, validate and publish one refresh of ``config``.
+
+    ``force`` re-processes every document; ``force_reason`` publishes past a failed
+    quality gate and is recorded in the manifest.
+    """
     now = datetime.now(UTC)
     run_id = run_id or f"cli__{now:%Y%m%dT%H%M%S%fZ}"
     embedder = embedder or load_embedder(config.embedding)
@@ -73,6 +79,15 @@ def run_index(
     for batch in read_plan(plan_path).batches:
         process_batch(config, Path(batch), embedder, cache)
     result = assemble(config, store, plan_path)
+    if result.created:
+        validate_version(
+            config,
+            store,
+            result.version,
+            dimension=embedder.dimension,
+            max_tokens=embedder.tokenizer.max_tokens,
+            force_reason=force_reason,
+        )
     target = target or resolve_target(config.qdrant, settings, connection)
     published = publish_version(config, store, result.version, target)
     return RunResult(result.version, result.created, store.manifest(result.version), published)
