@@ -90,6 +90,25 @@ class FileSourceConfig(_Model):
     pdf_strategy: Literal["fast"] = "fast"
     languages: list[str] | None = Field(default=None, description="ISO 639-3 codes; detected if unset")
     max_file_mb: float = Field(default=200.0, gt=0)
+    max_uncompressed_mb: float = Field(
+        default=500.0, gt=0, description="zip-based formats (DOCX, PPTX, XLSX, EPUB, ODT): expanded size limit"
+    )
+    encoding: str | None = Field(default=None, description="force this encoding for text files")
+    fallback_encoding: str = Field(
+        default="cp1252", description="text files that are neither UTF-8 nor UTF-16/32 are decoded with this"
+    )
+
+    @field_validator("encoding", "fallback_encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        import codecs
+
+        if value is not None:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"unknown encoding {value!r}") from None
+        return value
 
 
 class TableSourceConfig(_TabularFields):

@@ -44,11 +44,12 @@ def enrich(
     drafts: Sequence[ChunkDraft],
     config: EnrichmentConfig,
     language: str | None,
+    start_seq: int = 0,
 ) -> list[dict[str, Any]]:
     """Chunk rows (the chunk-table columns except ``embedding`` and ``version``)."""
     metadata = json.dumps({**config.metadata, **doc.metadata}, sort_keys=True, ensure_ascii=False, default=str)
     rows = []
-    for seq, draft in enumerate(drafts):
+    for seq, draft in enumerate(drafts, start=start_seq):
         text_hash = sha256_text(draft.text)
         rows.append(
             {

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from groundwork.chunk_table import ChunkTableWriter
+from groundwork.chunk_table import ChunkTableWriter, iter_batches
 from groundwork.chunking import chunk_elements
 from groundwork.config import FileSourceConfig, IndexConfig
 from groundwork.documents import SourceDocument, read_documents
@@ -69,36 +69,22 @@ def process_batch(
     timer = _Timer()
     stats = CacheStats()
     skipped: list[Skipped] = []
-    pending_rows: list[dict[str, Any]] = []
     documents = chunks = 0
     with timer.stage("load_model"):
         dim = embedder.dimension
     with ChunkTableWriter(table_path, dim) as writer:
-
-        def flush() -> None:
-            with timer.stage("embed"):
-                vectors = embed_with_cache(embedder, cache, [r["text"] for r in pending_rows], stats)
-            with timer.stage("write"):
-                writer.write_rows(pending_rows, vectors)
-            pending_rows.clear()
-
+        pending = _Pending(embedder, cache, stats, timer)
         for doc in read_documents(batch_path):
             documents += 1
             try:
-                rows = _chunk_document(config, doc, embedder, timer)
+                chunks += pending.add_document(_chunk_document(config, doc, embedder, timer), writer)
             except (DocumentError, ChunkingError) as exc:
                 error_type = exc.error_type if isinstance(exc, DocumentError) else type(exc).__name__
                 reason = exc.reason if isinstance(exc, DocumentError) else str(exc)
                 stage = "partition" if isinstance(exc, DocumentError) else "chunk"
                 skipped.append(Skipped(doc.source, doc.uri, error_type, reason, stage))
                 log.warning("skipped %s: %s: %s", doc.uri, error_type, reason)
-                continue
-            chunks += len(rows)
-            pending_rows.extend(rows)
-            if len(pending_rows) >= _EMBED_GROUP:
-                flush()
-        if pending_rows:
-            flush()
+        pending.flush(writer)
     report = {
         "batch": str(batch_path),
         "documents": documents,
@@ -117,18 +103,79 @@ def process_batch(
     return table_path
 
 
+class _Pending:
+    """Rows waiting to be embedded and written, in groups of about ``_EMBED_GROUP``.
+
+    A document's rows reach the batch's table only once the whole document
+    chunked without error; a very large document spills its embedded rows to
+    a temporary table meanwhile, so memory stays bounded and a failure late in
+    the document leaves nothing of it behind.
+    """
+
+    def __init__(self, embedder: Embedder, cache: EmbeddingCache | None, stats: CacheStats, timer: _Timer) -> None:
+        self.embedder, self.cache, self.stats, self.timer = embedder, cache, stats, timer
+        self.rows: list[dict[str, Any]] = []
+
+    def _write(self, rows: list[dict[str, Any]], writer: ChunkTableWriter) -> None:
+        with self.timer.stage("embed"):
+            vectors = embed_with_cache(self.embedder, self.cache, [r["text"] for r in rows], self.stats)
+        with self.timer.stage("write"):
+            writer.write_rows(rows, vectors)
+
+    def flush(self, writer: ChunkTableWriter) -> None:
+        if self.rows:
+            self._write(self.rows, writer)
+            self.rows = []
+
+    def add_document(self, segments: Iterator[list[dict[str, Any]]], writer: ChunkTableWriter) -> int:
+        doc_rows: list[dict[str, Any]] = []
+        spill: ChunkTableWriter | None = None
+        count = 0
+        try:
+            for rows in segments:
+                doc_rows.extend(rows)
+                count += len(rows)
+                if len(doc_rows) >= _EMBED_GROUP * 8:
+                    spill = spill or ChunkTableWriter(writer.path.with_name(writer.path.name + ".spill"), writer.dim)
+                    self._write(doc_rows, spill)
+                    doc_rows = []
+        except BaseException:
+            if spill is not None:
+                spill.abort()
+            raise
+        if spill is not None:
+            spill.close()
+            self.flush(writer)
+            for batch in iter_batches(spill.path):
+                writer.write_batch(batch)
+            spill.path.unlink()
+        self.rows.extend(doc_rows)
+        if len(self.rows) >= _EMBED_GROUP:
+            self.flush(writer)
+        return count
+
+
 def _chunk_document(
     config: IndexConfig, doc: SourceDocument, embedder: Embedder, timer: _Timer
-) -> list[dict[str, Any]]:
+) -> Iterator[list[dict[str, Any]]]:
+    """Chunk rows of one document, a segment at a time."""
     source = config.source(doc.source)
-    strategy = source.pdf_strategy if isinstance(source, FileSourceConfig) else "fast"
-    languages = source.languages if isinstance(source, FileSourceConfig) else None
-    with timer.stage("partition"):
-        elements = partition_document(doc, pdf_strategy=strategy, languages=languages)
-    with timer.stage("chunk"):
-        drafts = chunk_elements(elements, config.chunking, embedder.tokenizer)
-        if not drafts:
-            raise DocumentError(doc.uri, "the document produced no chunks", "NoChunks")
-    with timer.stage("enrich"):
-        language = document_language(doc, elements, config.enrichment.detect_language)
-        return enrich(doc, drafts, config.enrichment, language)
+    file_source = source if isinstance(source, FileSourceConfig) else None
+    seq = 0
+    language: str | None = None
+    segments = partition_document(doc, file_source)
+    while True:
+        with timer.stage("partition"):
+            elements = next(segments, None)
+        if elements is None:
+            break
+        with timer.stage("chunk"):
+            drafts = chunk_elements(elements, config.chunking, embedder.tokenizer)
+        with timer.stage("enrich"):
+            if seq == 0:
+                language = document_language(doc, elements, config.enrichment.detect_language)
+            rows = enrich(doc, drafts, config.enrichment, language, start_seq=seq)
+        seq += len(rows)
+        yield rows
+    if seq == 0:
+        raise DocumentError(doc.uri, "the document produced no chunks", "NoChunks")

@@ -49,7 +49,9 @@ log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ["chunk_id", "doc_id", "source", "uri", "text", "text_hash", "doc_hash", "version"]
 # Documents whose partitioning "worked" but yielded nothing: silent extraction failures.
-NO_CHUNK_ERRORS = {"NoText", "NoChunks", "EmptyText"}
+NO_CHUNK_ERRORS = {"NoText", "NoChunks", "EmptyText", "EmptyFile"}
+# Entries that were never documents of the index: recorded, but not held against the candidate.
+OUT_OF_SCOPE = {"UnsupportedFileType", "SymlinkOutsideSource"}
 
 
 @dataclass
@@ -129,6 +131,7 @@ def build_frames(chunks_path: Path, manifest: Manifest, cfg: ValidationConfig) -
                 "no_chunks": s["error_type"] in NO_CHUNK_ERRORS,
             }
             for s in manifest.skipped
+            if s["error_type"] not in OUT_OF_SCOPE
         ],
         columns=docs.columns,
     )
@@ -168,7 +171,8 @@ def _chunk_expectations(
         before = live.counts["chunks"]["total"]
         exps.append(
             gxe.ExpectTableRowCountToBeBetween(
-                min_value=int(before * (1 - cfg.max_chunk_drift)), max_value=int(np.ceil(before * (1 + cfg.max_chunk_drift)))
+                min_value=int(before * (1 - cfg.max_chunk_drift)),
+                max_value=int(np.ceil(before * (1 + cfg.max_chunk_drift))),
             )
         )
     return exps
@@ -193,9 +197,7 @@ def _document_expectations(cfg: ValidationConfig, live: Manifest | None) -> list
     return exps
 
 
-def _run_suite(
-    name: str, frame: pd.DataFrame, expectations: list[Any], site_dir: Path
-) -> list[ExpectationOutcome]:
+def _run_suite(name: str, frame: pd.DataFrame, expectations: list[Any], site_dir: Path) -> list[ExpectationOutcome]:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -209,8 +211,8 @@ def _run_suite(
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
-    batch_def = ctx.data_sources.add_pandas("candidate").add_dataframe_asset(name).add_batch_definition_whole_dataframe(
-        "all"
+    batch_def = (
+        ctx.data_sources.add_pandas("candidate").add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
     )
     suite = ctx.suites.add(gx.ExpectationSuite(name=f"groundwork_{name}", expectations=expectations))
     definition = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_def, suite=suite))
@@ -227,6 +229,8 @@ def _run_suite(
     for run in result.run_results.values():
         for r in run.results:
             conf = r.expectation_config
+            if conf is None:
+                continue
             kwargs = {k: v for k, v in conf.kwargs.items() if k not in ("column", "batch_id") and v is not None}
             res = r.result or {}
             observed = res.get("observed_value")
@@ -288,9 +292,7 @@ def validate_version(
         report = GateReport(version, True, [], data_docs="(validation disabled)")
     else:
         live_state = store.live()
-        live = (
-            store.manifest(live_state.version) if live_state is not None and live_state.version != version else None
-        )
+        live = store.manifest(live_state.version) if live_state is not None and live_state.version != version else None
         chunks, documents = build_frames(store.chunks_path(version), manifest, cfg)
         documents["kept"] = (documents["chunks"] > 0).astype(int)
         if site.exists():
@@ -326,4 +328,3 @@ def require_reason(force: bool, reason: str | None) -> str | None:
     if force and not (reason and reason.strip()):
         raise ConfigError("forcing a publish past the quality gate needs a reason")
     return reason.strip() if force and reason else None
-
