@@ -26,15 +26,25 @@ from groundwork.sources.skipped import Skipped
 _HASH_BLOCK = 1 << 20
 
 
+def _zero_folder_variants(pattern: str) -> set[str]:
+    """``**/`` in a glob also matches no folder at all (``**/drafts/*`` matches ``drafts/a.md``)."""
+    first, *rest = pattern.split("**/")
+    variants = {first}
+    for piece in rest:
+        variants = {v + sep + piece for v in variants for sep in ("**/", "")}
+    return variants
+
+
 def _candidates(cfg: FileSourceConfig, root: Path) -> Iterator[Path]:
     seen: set[Path] = set()
+    excludes = {variant for ex in cfg.exclude for variant in _zero_folder_variants(ex)}
     for pattern in cfg.include:
         for path in sorted(root.glob(pattern)):
             if path in seen:
                 continue
             seen.add(path)
             rel = path.relative_to(root).as_posix()
-            if any(fnmatch.fnmatch(rel, ex) for ex in cfg.exclude):
+            if any(fnmatch.fnmatch(rel, ex) for ex in excludes):
                 continue
             yield path
 
@@ -94,10 +104,13 @@ def discover_files(cfg: FileSourceConfig) -> Discovery:
 
 
 def _reason_to_skip(path: Path, real_root: Path, limit: int) -> tuple[str, str] | None:
-    if path.is_symlink():
-        target = path.resolve()
-        if not target.is_relative_to(real_root):
-            return ("SymlinkOutsideSource", f"symlink points outside the source folder ({target}); not followed")
+    # Resolve every path, not only symlinks: a pattern such as ``*/*.md`` also
+    # lists files through a symlinked folder that points elsewhere.
+    target = path.resolve()
+    if not target.is_relative_to(real_root):
+        return ("SymlinkOutsideSource", f"symlink points outside the source folder ({target}); not followed")
+    if path.is_symlink() and not path.exists():
+        return ("BrokenSymlink", f"symlink target {target} does not exist")
     if not path.is_file():
         return None
     if path.suffix.lower() not in FILE_SUFFIXES:

@@ -100,7 +100,10 @@ def _document(cfg: Tabular, key: str, rows: list[dict[str, Any]], uri_base: str)
     if cfg.timestamp_column:
         stamps = [str(r[cfg.timestamp_column]) for r in rows if r.get(cfg.timestamp_column) is not None]
         modified = max(stamps) if stamps else None
-    blob = json.dumps({"text": text, "title": title, "metadata": metadata}, sort_keys=True, default=str)
+    # The declared language goes into every chunk's payload, so changing it must re-process the row.
+    blob = json.dumps(
+        {"text": text, "title": title, "metadata": metadata, "language": cfg.language}, sort_keys=True, default=str
+    )
     return SourceDocument(
         doc_id=f"{cfg.name}:{key}",
         source=cfg.name,

@@ -36,9 +36,9 @@ def resolve_url(cfg: SqlSourceConfig, resolve_connection: Callable[[str], str | 
     if cfg.url_env:
         url = os.environ.get(cfg.url_env)
         if url:
-            return url
+            return _sqlalchemy_scheme(url)
     if cfg.url:
-        return cfg.url
+        return _sqlalchemy_scheme(cfg.url)
     raise SourceError(
         f"source {cfg.name!r}: no database URL: set connection {cfg.connection_id!r}, "
         f"environment variable {cfg.url_env!r}, or url"
@@ -73,7 +73,8 @@ def discover_sql(
             rows = (dict(zip(columns, row, strict=True)) for row in result)
             return rows_to_documents(cfg, rows, uri_base=f"sql://{cfg.name}")
     except SQLAlchemyError as exc:
-        reason = str(exc.orig) if getattr(exc, "orig", None) else str(exc).splitlines()[0]
+        orig = getattr(exc, "orig", None)
+        reason = str(orig) if orig is not None else str(exc).splitlines()[0]
         raise SourceError(f"source {cfg.name!r}: query failed against {safe}: {reason.strip()}") from None
     finally:
         engine.dispose()

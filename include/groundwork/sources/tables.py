@@ -61,10 +61,13 @@ def _csv_rows(cfg: TableSourceConfig, ragged: list[Skipped]) -> Iterator[dict[st
 
     # Keys and templates are text: read every column as a string, so "007"
     # stays "007" and ids never change with type inference.
-    with pacsv.open_csv(cfg.path, parse_options=pacsv.ParseOptions(invalid_row_handler=lambda _: "skip")) as peek:
+    # Quoted values may span lines; without newlines_in_values a file larger
+    # than one read block fails with "CSV parser got out of sync with chunker".
+    peek_parse = pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=lambda _: "skip")
+    with pacsv.open_csv(cfg.path, parse_options=peek_parse) as peek:
         names = peek.schema.names
     check_columns(cfg, names, str(cfg.path))
-    parse = pacsv.ParseOptions(invalid_row_handler=on_invalid)
+    parse = pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid)
     convert = pacsv.ConvertOptions(
         column_types={n: pa.string() for n in names}, strings_can_be_null=True, include_columns=required_columns(cfg)
     )
