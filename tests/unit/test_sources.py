@@ -680,3 +680,31 @@ def test_skipped_record_round_trip() -> None:
         "message": ".bin is not supported",
         "stage": "discover",
     }
+
+
+def test_table_multi_column_keys_never_collide(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.csv"
+    path.write_text("a,b\na/b,c\na,b/c\n")
+    found = discover(table_source(path, key=["a", "b"], text="{a} {b}"))
+    ids = [d.doc_id for d in found.documents]
+    assert len(ids) == 2 and len(set(ids)) == 2 and not found.skipped
+
+
+def test_table_rows_a_template_cannot_render_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "prices.csv"
+    path.write_text("id,price\n1,1.5\n")
+    # CSV columns are text, so a float format fails: the row is skipped with the reason, not a crash.
+    found = discover(table_source(path, text="costs {price:.2f}"))
+    assert found.documents == []
+    assert [s.error_type for s in found.skipped] == ["TemplateError"]
+    assert "price" in found.skipped[0].message or "format" in found.skipped[0].message
+
+
+def test_sqlite_numeric_keys_have_no_trailing_zero(tmp_path: Path) -> None:
+    db = tmp_path / "n.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (id REAL, body TEXT)")
+        conn.execute("INSERT INTO t VALUES (7.0, 'seven')")
+    cfg = SqlSourceConfig(type="sql", name="nums", query="SELECT id, body FROM t", url=f"sqlite:///{db}", key=["id"],
+                          text="{body}")  # fmt: skip
+    assert [d.doc_id for d in discover(cfg).documents] == ["nums:7"]

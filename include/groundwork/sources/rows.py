@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from groundwork.config import SqlSourceConfig, TableSourceConfig, template_fields
 from groundwork.documents import SourceDocument
@@ -54,7 +55,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return float(value)
+        return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, bytes):
@@ -79,16 +80,27 @@ def rows_to_documents(cfg: Tabular, rows: Iterable[Mapping[str, Any]], uri_base:
                 Skipped(cfg.name, f"{uri_base}#row{number}", "MissingKey", f"row {number} has no value in {key_cols}")
             )
             continue
-        key = "/".join(str(v) for v in key_values)
+        key = _key(key_values)
         if key in groups and not cfg.group_by:
-            found.skipped.append(
-                Skipped(cfg.name, f"{uri_base}#{key}", "DuplicateKey", f"row {number} repeats key {key!r}; kept the first")
-            )
+            message = f"row {number} repeats key {key!r}; kept the first"
+            found.skipped.append(Skipped(cfg.name, f"{uri_base}#{key}", "DuplicateKey", message))
             continue
         groups.setdefault(key, []).append(row)
     for key, members in groups.items():
-        found.documents.append(_document(cfg, key, members, uri_base))
+        try:
+            found.documents.append(_document(cfg, key, members, uri_base))
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            message = f"the text or title template cannot render this row: {type(exc).__name__}: {exc}"
+            found.skipped.append(Skipped(cfg.name, f"{uri_base}#{key}", "TemplateError", message))
     return found
+
+
+def _key(values: list[Any]) -> str:
+    """A document key from key column values: integral numbers without ".0"; parts escaped when several."""
+    parts = [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values]
+    if len(parts) == 1:
+        return parts[0]
+    return "/".join(quote(p, safe=" :@") for p in parts)
 
 
 def _document(cfg: Tabular, key: str, rows: list[dict[str, Any]], uri_base: str) -> SourceDocument:

@@ -29,10 +29,7 @@ def discover_table(cfg: TableSourceConfig) -> Discovery:
         raise SourceError(f"source {cfg.name!r}: table file {path} does not exist")
     ragged: list[Skipped] = []
     try:
-        if cfg.table_format == "parquet":
-            rows = _parquet_rows(cfg)
-        else:
-            rows = _csv_rows(cfg, ragged)
+        rows = _parquet_rows(cfg) if cfg.table_format == "parquet" else _csv_rows(cfg, ragged)
         found = rows_to_documents(cfg, rows, uri_base=str(path))
     except (pa.ArrowInvalid, OSError) as exc:
         raise SourceError(f"source {cfg.name!r}: cannot read {path}: {exc}") from exc
