@@ -141,8 +141,27 @@ def assemble(config: IndexConfig, store: VersionStore, plan_path: Path, dimensio
         skipped=skipped,
         source_digests=plan.source_digests,
     )
+    write_quarantine(store.version_dir(version) / "quarantine.parquet", skipped, plan.run_id)
     store.write_manifest(manifest)
     return AssemblyResult(version, True, manifest)
+
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("uri", pa.string()),
+        ("error_type", pa.string()),
+        ("message", pa.string()),
+        ("stage", pa.string()),
+        ("run_id", pa.string()),
+    ]
+)
+
+
+def write_quarantine(path: Path, skipped: list[dict[str, Any]], run_id: str) -> None:
+    """The documents this run could not use, kept with the version (the next run tries them again)."""
+    rows = [{**{k: s.get(k) for k in QUARANTINE_SCHEMA.names}, "run_id": run_id} for s in skipped]
+    pq.write_table(pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA), path)
 
 
 def _const(value: str, n: int) -> pa.Array:

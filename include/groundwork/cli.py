@@ -84,14 +84,16 @@ def cmd_versions(settings: Settings, args: argparse.Namespace) -> int:
     if not versions:
         print(f"index {cfg.name} has no versions yet")
         return 0
-    print("live  version                    trigger   documents  chunks  embedded  created")
+    print("live  version                    trigger   documents  chunks  embedded  created  (gate)")
     for version in versions:
         m = store.manifest(version)
         marker = "*" if live and live.version == version else " "
+        gate = m.validation or {}
+        verdict = "passed" if gate.get("success") else ("forced" if gate.get("forced") else "rejected")
         docs, chunks = m.counts["documents"], m.counts["chunks"]
         print(
             f"  {marker}   {version}  {m.trigger:<8}  {docs.get('total', 0):>9}  {chunks['total']:>6}"
-            f"  {chunks['embedded']:>8}  {m.created_at}"
+            f"  {chunks['embedded']:>8}  {m.created_at}  ({verdict if gate else 'not validated'})"
         )
     return 0
 

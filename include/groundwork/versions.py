@@ -68,6 +68,7 @@ class Manifest(BaseModel):
     timings_s: dict[str, float] = Field(default_factory=dict)
     skipped: list[dict[str, Any]] = Field(default_factory=list)
     source_digests: dict[str, str] = Field(default_factory=dict)
+    validation: dict[str, Any] | None = Field(default=None, description="the quality gate's verdict")
 
 
 class LiveState(BaseModel):
