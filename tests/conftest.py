@@ -146,6 +146,8 @@ def make_index(tmp_path: Path, name: str = "demo", **overrides: Any) -> IndexCon
         "sources": [{"name": "docs", "type": "files", "path": str(docs), "languages": ["eng"]}],
         "chunking": {"strategy": "by_title", "max_characters": 400, "new_after_n_chars": 300},
         "qdrant": {"location": ":memory:"},
+        # DVC snapshots cost seconds per version; tests that are about them turn them on.
+        "snapshots": {"enabled": False},
     }
     raw.update(overrides)
     return parse_index(raw)

@@ -30,6 +30,8 @@ __all__ = [
     "IndexConfig",
     "ProcessingConfig",
     "QdrantConfig",
+    "RetentionConfig",
+    "SnapshotConfig",
     "SourceConfig",
     "SqlSourceConfig",
     "TableSourceConfig",
@@ -244,6 +246,18 @@ class ValidationConfig(_Model):
         return self
 
 
+class RetentionConfig(_Model):
+    """How many versions stay in Qdrant for instant rollback (older ones stay restorable from DVC)."""
+
+    keep: int = Field(default=3, ge=1, description="versions kept as collections besides the live one")
+
+
+class SnapshotConfig(_Model):
+    """DVC snapshots of every version before it goes live."""
+
+    enabled: bool = True
+
+
 class ProcessingConfig(_Model):
     """How a run's documents are split into batches (mapped tasks under Airflow)."""
 
@@ -264,6 +278,8 @@ class IndexConfig(_Model):
     qdrant: QdrantConfig = QdrantConfig()
     processing: ProcessingConfig = ProcessingConfig()
     validation: ValidationConfig = ValidationConfig()
+    retention: RetentionConfig = RetentionConfig()
+    snapshots: SnapshotConfig = SnapshotConfig()
     tags: list[str] = Field(default_factory=list)
     source_file: Path | None = Field(default=None, exclude=True)
 

@@ -18,6 +18,7 @@ from groundwork.assembly import assemble
 from groundwork.config import IndexConfig
 from groundwork.embedding import Embedder, load_embedder
 from groundwork.embedding_cache import EmbeddingCache
+from groundwork.lifecycle import effective_config, prune, snapshot_version
 from groundwork.planning import plan_run, read_plan
 from groundwork.processing import process_batch
 from groundwork.publishing import PublishResult, publish_version
@@ -55,13 +56,14 @@ def run_index(
     resolve_connection: ConnectionResolver | None = None,
     connection: ServerConnection | None = None,
 ) -> RunResult:
-    """Plan, process every batch, assemble, validate and publish one refresh of ``config``.
+    """Plan, process every batch, assemble, validate, snapshot, publish and prune one refresh.
 
     ``force`` re-processes every document; ``force_reason`` publishes past a failed
     quality gate and is recorded in the manifest.
     """
     now = datetime.now(UTC)
     run_id = run_id or f"cli__{now:%Y%m%dT%H%M%S%fZ}"
+    config = effective_config(config, settings)
     embedder = embedder or load_embedder(config.embedding)
     cache = cache if cache is not None else EmbeddingCache(settings.cache_path)
     store = VersionStore(settings, config.name)
@@ -88,8 +90,10 @@ def run_index(
             max_tokens=embedder.tokenizer.max_tokens,
             force_reason=force_reason,
         )
+        snapshot_version(config, settings, result.version)
     target = target or resolve_target(config.qdrant, settings, connection)
     published = publish_version(config, store, result.version, target)
+    prune(config, settings, target)
     return RunResult(result.version, result.created, store.manifest(result.version), published)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from groundwork.config import IndexConfig
 from groundwork.errors import GroundworkError, PublishError
 from groundwork.vectorstore import QdrantTarget, alias_target, drop_collection, move_alias, open_client, upload_table
-from groundwork.versions import VersionStore, collection_name, write_json_atomic
+from groundwork.versions import VersionStore, collection_name
 
 __all__ = ["PublishResult", "publish_version"]
 
@@ -59,9 +59,6 @@ def publish_version(config: IndexConfig, store: VersionStore, version: str, targ
                 raise
             raise PublishError(f"publishing {collection} to {target.describe()} failed: {exc}") from exc
         store.set_live(version, collection)
-    elapsed = round(time.perf_counter() - started, 3)
-    data = manifest.model_dump(mode="json")
-    data["timings_s"]["publish"] = elapsed
-    write_json_atomic(store.manifest_path(version), data)
+    store.update_manifest(version, timings_s={"publish": round(time.perf_counter() - started, 3)})
     log.info("published %s (%d points); alias %s moved from %s", collection, points, config.name, current)
     return PublishResult(version, collection, points, current, True)

@@ -307,16 +307,17 @@ def validate_version(
         report.forced, report.reason = True, force_reason
     report.seconds = round(time.perf_counter() - started, 3)
     write_json_atomic(store.version_dir(version) / "validation.json", report.to_dict())
-    data = manifest.model_dump(mode="json")
-    data["validation"] = {
-        "success": report.success,
-        "forced": report.forced,
-        "reason": report.reason,
-        "failed": report.to_dict()["failed"],
-        "data_docs": report.data_docs,
-    }
-    data["timings_s"]["validate"] = report.seconds
-    write_json_atomic(store.manifest_path(version), data)
+    store.update_manifest(
+        version,
+        validation={
+            "success": report.success,
+            "forced": report.forced,
+            "reason": report.reason,
+            "failed": report.to_dict()["failed"],
+            "data_docs": report.data_docs,
+        },
+        timings_s={"validate": report.seconds},
+    )
     log.info("%s", report.describe())
     if not report.success and not report.forced:
         raise ValidationFailed(report.describe())

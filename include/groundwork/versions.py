@@ -69,6 +69,7 @@ class Manifest(BaseModel):
     skipped: list[dict[str, Any]] = Field(default_factory=list)
     source_digests: dict[str, str] = Field(default_factory=dict)
     validation: dict[str, Any] | None = Field(default=None, description="the quality gate's verdict")
+    snapshot: dict[str, Any] | None = Field(default=None, description="DVC tag, git revision and remote")
 
 
 class LiveState(BaseModel):
@@ -114,6 +115,16 @@ class VersionStore:
         path = self.manifest_path(manifest.version)
         write_json_atomic(path, manifest.model_dump(mode="json"))
         return path
+
+    def update_manifest(self, version: str, **fields: Any) -> Manifest:
+        """Add or replace top-level manifest fields (timings merge)."""
+        data = self.manifest(version).model_dump(mode="json")
+        timings = fields.pop("timings_s", None)
+        data.update(fields)
+        if timings:
+            data["timings_s"] = {**data.get("timings_s", {}), **timings}
+        write_json_atomic(self.manifest_path(version), data)
+        return Manifest.model_validate(data)
 
     def live(self) -> LiveState | None:
         path = self.root / "live.json"
