@@ -7,6 +7,9 @@
     groundwork search INDEX "query" [-k N]  top hits from the live version
     groundwork versions INDEX               versions on disk, the live one marked
     groundwork show INDEX [VERSION]         summary of a version (default: the live one)
+    groundwork diff INDEX V1 V2             config, documents and chunks that differ
+    groundwork rollback INDEX VERSION --reason ...   make VERSION live again, without re-embedding
+    groundwork unpin INDEX                  refreshes follow the index file again after a rollback
 
 ``--home`` and ``--indexes`` (or ``GROUNDWORK_HOME`` / ``GROUNDWORK_INDEXES``)
 choose the data folder and the folder of index files. Errors groundwork
@@ -46,7 +49,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from groundwork.pipeline import run_index, summarize
 
     cfg = _index(settings, args.index)
-    result = run_index(cfg, settings, sources=args.source or None, force=args.force, trigger="cli")
+    result = run_index(
+        cfg, settings, sources=args.source or None, force=args.force, force_reason=args.force_publish, trigger="cli"
+    )
     print(summarize(result.manifest, result.created))
     print(f"live: {result.published.collection} ({result.published.points} points)")
     return 0
@@ -75,6 +80,8 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_versions(settings: Settings, args: argparse.Namespace) -> int:
+    from groundwork.lifecycle import read_pin
+    from groundwork.vectorstore import open_client, resolve_target
     from groundwork.versions import VersionStore
 
     cfg = _index(settings, args.index)
@@ -84,17 +91,56 @@ def cmd_versions(settings: Settings, args: argparse.Namespace) -> int:
     if not versions:
         print(f"index {cfg.name} has no versions yet")
         return 0
-    print("live  version                    trigger   documents  chunks  embedded  created  (gate)")
+    with open_client(resolve_target(cfg.qdrant, settings)) as client:
+        collections = {c.name for c in client.get_collections().collections}
+    header = f"{'':1} {'version':<26} {'trigger':<9} {'config':<28} {'docs':>6} {'chunks':>7} {'embedded':>8}"
+    print(f"{header}  {'gate':<9} {'collection':<10} snapshot")
     for version in versions:
         m = store.manifest(version)
         marker = "*" if live and live.version == version else " "
         gate = m.validation or {}
         verdict = "passed" if gate.get("success") else ("forced" if gate.get("forced") else "rejected")
+        chunking = m.effective_config.get("chunking", {})
+        summary = f"{chunking.get('strategy')}/{chunking.get('max_characters') or chunking.get('max_tokens')}"
+        summary += f" {str(m.effective_config.get('embedding', {}).get('model', ''))[:12]}"
         docs, chunks = m.counts["documents"], m.counts["chunks"]
+        kept = "present" if m.collection in collections else "pruned"
+        snap = (m.snapshot or {}).get("tag", "-")
         print(
-            f"  {marker}   {version}  {m.trigger:<8}  {docs.get('total', 0):>9}  {chunks['total']:>6}"
-            f"  {chunks['embedded']:>8}  {m.created_at}  ({verdict if gate else 'not validated'})"
+            f"{marker} {version:<26} {m.trigger:<9} {summary:<28} {docs.get('total', 0):>6} {chunks['total']:>7}"
+            f" {chunks['embedded']:>8}  {verdict if gate else 'unchecked':<9} {kept:<10} {snap}"
         )
+    pin = read_pin(settings, cfg.name)
+    if pin:
+        print(f"pinned to {pin['version']}'s config since a rollback ({pin['reason']}); `groundwork unpin {cfg.name}`")
+    return 0
+
+
+def cmd_diff(settings: Settings, args: argparse.Namespace) -> int:
+    from groundwork.diffing import diff_versions
+
+    cfg = _index(settings, args.index)
+    print(diff_versions(settings, cfg.name, args.old, args.new).describe())
+    return 0
+
+
+def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
+    from groundwork.lifecycle import rollback
+    from groundwork.vectorstore import resolve_target
+
+    cfg = _index(settings, args.index)
+    result = rollback(cfg, settings, args.version, reason=args.reason, target=resolve_target(cfg.qdrant, settings))
+    how = "restored from its DVC snapshot" if result.restored_from_snapshot else "its collection was still there"
+    print(f"{cfg.name}: live {result.from_version} -> {result.to_version} ({how}; {result.points} points, "
+          f"{result.seconds}s); refreshes keep its config until `groundwork unpin {cfg.name}`")  # fmt: skip
+    return 0
+
+
+def cmd_unpin(settings: Settings, args: argparse.Namespace) -> int:
+    from groundwork.lifecycle import clear_pin
+
+    cfg = _index(settings, args.index)
+    print("pin cleared" if clear_pin(settings, cfg.name) else f"index {cfg.name} is not pinned")
     return 0
 
 
@@ -125,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("index")
     run.add_argument("--source", action="append", help="only this source (repeatable)")
     run.add_argument("--force", action="store_true", help="re-process every document")
+    run.add_argument("--force-publish", metavar="REASON", help="publish past a failed quality gate, for this reason")
     run.set_defaults(func=cmd_run)
     find = sub.add_parser("search", help="query the live version of an index")
     find.add_argument("index")
@@ -135,6 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
     versions = sub.add_parser("versions", help="list an index's versions")
     versions.add_argument("index")
     versions.set_defaults(func=cmd_versions)
+    diff = sub.add_parser("diff", help="config, documents and chunks that differ between two versions")
+    diff.add_argument("index")
+    diff.add_argument("old")
+    diff.add_argument("new")
+    diff.set_defaults(func=cmd_diff)
+    back = sub.add_parser("rollback", help="make an earlier version live again (no re-embedding)")
+    back.add_argument("index")
+    back.add_argument("version")
+    back.add_argument("--reason", required=True, help="why (written to the audit log)")
+    back.set_defaults(func=cmd_rollback)
+    unpin = sub.add_parser("unpin", help="let refreshes use the index file's config again after a rollback")
+    unpin.add_argument("index")
+    unpin.set_defaults(func=cmd_unpin)
     show = sub.add_parser("show", help="summary of the live version (or of VERSION)")
     show.add_argument("index")
     show.add_argument("version", nargs="?")
