@@ -15,11 +15,11 @@ generated per index file in `include/indexes/` (or `$GROUNDWORK_INDEXES`).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.sdk import Asset, Param, TriggerRule, dag, get_current_context, task
-
+from airflow.sdk import DAG, Asset, Param, TriggerRule, dag, get_current_context, task
 from groundwork.config import IndexConfig, discover_index_files, load_index
 from groundwork.errors import ConfigError
 from groundwork.settings import load_settings
@@ -28,7 +28,7 @@ from groundwork_airflow import index_asset_uri
 DEFAULT_ARGS = {"owner": "groundwork", "retries": 2, "retry_delay": timedelta(seconds=20)}
 
 
-def build_refresh_dag(index_file: Path, cfg: IndexConfig) -> object:
+def build_refresh_dag(index_file: Path, cfg: IndexConfig) -> DAG:
     path = str(index_file)
 
     @dag(
@@ -38,6 +38,8 @@ def build_refresh_dag(index_file: Path, cfg: IndexConfig) -> object:
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
+        # Only the DAGs build_dags keeps are bagged: one that fails validation must not be picked up anyway.
+        auto_register=False,
         tags=["groundwork", "refresh", *cfg.tags],
         doc_md=f"{__doc__}\n\n**Index `{cfg.name}`**: {cfg.description}\n\nDefinition: `{path}`",
         params={
@@ -77,15 +79,21 @@ def build_refresh_dag(index_file: Path, cfg: IndexConfig) -> object:
     return refresh()
 
 
-def build_invalid_dag(index_file: Path, error: ConfigError) -> object:
+def invalid_dag_id(index_file: Path) -> str:
+    """``groundwork_invalid__<stem>``, with characters Airflow refuses in ids replaced by ``_``."""
+    return "groundwork_invalid__" + re.sub(r"[^A-Za-z0-9_.-]", "_", index_file.stem)
+
+
+def build_invalid_dag(index_file: Path, error: Exception, dag_id: str | None = None) -> DAG:
     """An index file that does not load becomes a DAG that shows and raises its error."""
 
     @dag(
-        dag_id=f"groundwork_invalid__{index_file.stem}",
+        dag_id=dag_id or invalid_dag_id(index_file),
         schedule=None,
         start_date=datetime(2026, 1, 1),
         tags=["groundwork", "invalid"],
         doc_md=f"### Invalid index file\n\n```\n{error}\n```",
+        auto_register=False,
     )
     def invalid() -> None:
         @task(retries=0)
@@ -97,10 +105,31 @@ def build_invalid_dag(index_file: Path, error: ConfigError) -> object:
     return invalid()
 
 
-for _file in discover_index_files(load_settings().indexes_dir):
-    try:
-        _cfg = load_index(_file)
-    except ConfigError as _error:
-        globals()[f"invalid_{_file.stem}"] = build_invalid_dag(_file, _error)
-    else:
-        globals()[f"refresh_{_cfg.name}"] = build_refresh_dag(_file, _cfg)
+def build_dags(indexes_dir: Path) -> dict[str, DAG]:
+    """One DAG per index file, keyed by dag id: a refresh DAG, or an invalid-index DAG showing why.
+
+    A broken index file must never break the other indexes' DAGs: whatever goes wrong while loading a
+    file or building its DAG (a config error, an unreadable file, a schedule Airflow rejects) becomes
+    that file's ``groundwork_invalid__<stem>`` DAG.
+    """
+    dags: dict[str, DAG] = {}
+    for file in discover_index_files(indexes_dir):
+        try:
+            cfg = load_index(file)
+            dag_id = f"groundwork_refresh__{cfg.name}"
+            if dag_id in dags:
+                raise ConfigError(f"{file}: index {cfg.name!r} is already defined by another file in {indexes_dir}")
+            built = build_refresh_dag(file, cfg)
+            built.validate()  # what the DagBag checks before bagging (e.g. the cron expression)
+        except Exception as exc:
+            error = exc if isinstance(exc, ConfigError) else ConfigError(f"{file}: {type(exc).__name__}: {exc}")
+            dag_id = invalid_dag_id(file)
+            if dag_id in dags:  # e.g. x.yaml and x.yml
+                dag_id = f"{dag_id}_{file.suffix.lstrip('.')}"
+            built = build_invalid_dag(file, error, dag_id)
+        dags[dag_id] = built
+    return dags
+
+
+for _dag_id, _dag in build_dags(load_settings().indexes_dir).items():
+    globals()[_dag_id] = _dag

@@ -58,7 +58,7 @@ def _connection(conn_id: str) -> Any:
         return Connection.get(conn_id)
     except AirflowRuntimeError:
         return None
-    except Exception as exc:  # noqa: BLE001 - any lookup failure means "not configured"
+    except Exception as exc:
         log.debug("connection %s not available: %s", conn_id, exc)
         return None
 
@@ -158,4 +158,9 @@ def publish_task(index_file: str, version: str) -> dict[str, Any]:
     target = resolve_target(cfg.qdrant, settings, server_connection(cfg.qdrant.connection_id))
     result = publish_version(cfg, VersionStore(settings, cfg.name), version, target)
     log.info("live: %s (%d points, previous %s)", result.collection, result.points, result.previous)
-    return {"version": result.version, "collection": result.collection, "points": result.points, "changed": result.changed}
+    return {
+        "version": result.version,
+        "collection": result.collection,
+        "points": result.points,
+        "changed": result.changed,
+    }
