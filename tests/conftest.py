@@ -148,6 +148,8 @@ def make_index(tmp_path: Path, name: str = "demo", **overrides: Any) -> IndexCon
         "qdrant": {"location": ":memory:"},
         # DVC snapshots cost seconds per version; tests that are about them turn them on.
         "snapshots": {"enabled": False},
+        # Three documents: deleting one is 33%, over the default breaker of 20%.
+        "processing": {"max_delete_share": 0.5},
     }
     raw.update(overrides)
     return parse_index(raw)

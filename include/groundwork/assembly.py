@@ -1,12 +1,12 @@
 """Assemble a candidate version from a run's batch outputs and the parent's carried-over chunks.
 
-Reads the plan, collects every batch's chunk table and report, takes the
-parent version's rows for the documents the plan carries over (vectors
-included, nothing re-embedded), names the version (content-addressed, see
-:mod:`groundwork.versions`), and writes its ``chunks.parquet`` and
-``manifest.json``. A run that changed nothing returns the live version and
-writes nothing. Assembly is deterministic for a given plan, so a retry writes
-the same version.
+Reads the plan, collects every batch's chunk table and report, takes the base
+version's rows for every document the run did not touch (vectors included,
+nothing re-embedded), names the version (content-addressed, see
+:mod:`groundwork.versions`), and writes its ``chunks.parquet``,
+``manifest.json`` and ``quarantine.parquet``. A run whose result has the same
+content as its base returns the base and writes nothing. Assembly is
+deterministic for a given plan and base, so a retry writes the same version.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from groundwork.chunk_table import ChunkTableWriter, iter_batches, table_dim
+from groundwork.chunk_table import ChunkTableWriter, iter_batches
 from groundwork.config import IndexConfig
-from groundwork.errors import GroundworkError
+from groundwork.errors import GroundworkError, RebaseConflict
 from groundwork.planning import Plan, read_plan
 from groundwork.processing import batch_output_paths
 from groundwork.versions import Manifest, VersionStore, collection_name, make_version_id
@@ -41,12 +41,13 @@ class AssemblyResult:
         self.manifest = manifest
 
 
-def _carried(store: VersionStore, plan: Plan) -> Iterator[pa.RecordBatch]:
-    if not plan.carry_over or plan.parent is None:
+def _carried(store: VersionStore, base: str | None, touched: set[str]) -> Iterator[pa.RecordBatch]:
+    """Rows of ``base`` for every document this run did not touch (vectors included)."""
+    if base is None:
         return
-    keep = pa.array(plan.carry_over, type=pa.string())
-    for batch in iter_batches(store.chunks_path(plan.parent)):
-        selected = batch.filter(pc.is_in(batch.column("doc_id"), value_set=keep))
+    drop = pa.array(sorted(touched), type=pa.string())
+    for batch in iter_batches(store.chunks_path(base)):
+        selected = batch.filter(pc.invert(pc.is_in(batch.column("doc_id"), value_set=drop)))
         if selected.num_rows:
             yield selected
 
@@ -61,28 +62,46 @@ def _outputs(plan: Plan) -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
-def assemble(config: IndexConfig, store: VersionStore, plan_path: Path, dimension: int | None = None) -> AssemblyResult:
-    """Write the candidate version of a run (or return the live one if nothing changed)."""
+def _restamp(batch: pa.RecordBatch, version: str) -> pa.RecordBatch:
+    return batch.set_column(batch.schema.get_field_index("version"), "version", _const(version, batch.num_rows))
+
+
+def assemble(config: IndexConfig, store: VersionStore, plan_path: Path, base: str | None = None) -> AssemblyResult:
+    """Write the candidate version of a run (or return the base version when its content would not change).
+
+    ``base`` is the version the run's changes are applied to: by default the
+    version the run planned against. When another run published in between,
+    the commit step passes the new live version instead (a rebase): every
+    document this run did not touch comes from there, so no update is lost.
+    """
     started = time.perf_counter()
     plan = read_plan(plan_path)
+    base = plan.parent if base is None else base
+    if base is not None and base != plan.parent:
+        base_manifest = store.manifest(base)
+        if (base_manifest.config_fingerprint, base_manifest.model_id) != (plan.fingerprint, plan.model_id):
+            raise RebaseConflict(
+                f"index {plan.index!r}: version {base} went live with another config or model while run "
+                f"{plan.run_id} was in flight; its changes cannot be combined. Re-run the refresh."
+            )
     outputs = _outputs(plan)
     reports = [r for _, r in outputs]
     skipped = plan.skipped + [s for r in reports for s in r["skipped"]]
     changed = plan.counts["new"] + plan.counts["changed"] + plan.counts["deleted"]
-    if plan.parent is not None and not changed and not plan.reprocess_all:
-        return AssemblyResult(plan.parent, False, store.manifest(plan.parent))
+    if base is not None and base == plan.parent and not changed and not plan.reprocess_all:
+        return AssemblyResult(base, False, store.manifest(base))
 
     tables = [t for t, _ in outputs]
-    dim = dimension or (table_dim(tables[0]) if tables else None)
-    if dim is None and plan.parent is not None:
-        dim = table_dim(store.chunks_path(plan.parent))
-    if dim is None:
-        raise GroundworkError(f"index {plan.index!r}: the run produced no chunks and has no parent version to keep")
-
+    dim = plan.model_dimension
+    touched = set(plan.processed) | set(plan.deleted)
     chunk_ids: list[str] = []
     for table in tables:
         chunk_ids += pq.read_table(table, columns=["chunk_id"]).column("chunk_id").to_pylist()
-    carried_ids = [cid for b in _carried(store, plan) for cid in b.column("chunk_id").to_pylist()]
+    carried_ids: list[str] = []
+    carried_docs: set[str] = set()
+    for batch in _carried(store, base, touched):
+        carried_ids += batch.column("chunk_id").to_pylist()
+        carried_docs.update(batch.column("doc_id").to_pylist())
     if not chunk_ids and not carried_ids:
         raise GroundworkError(
             f"index {plan.index!r}: the candidate has no chunks ({len(skipped)} documents skipped); nothing to publish"
@@ -90,19 +109,16 @@ def assemble(config: IndexConfig, store: VersionStore, plan_path: Path, dimensio
     version = make_version_id(
         datetime.fromisoformat(plan.build_time), plan.fingerprint, plan.model_id, chunk_ids + carried_ids
     )
+    if base is not None and version.split("-")[1] == base.split("-")[1]:
+        # Same chunks, same config, same model: the base version already is this content.
+        return AssemblyResult(base, False, store.manifest(base))
 
     with ChunkTableWriter(store.chunks_path(version), dim) as writer:
         for table in tables:
             for batch in iter_batches(table):
-                writer.write_batch(
-                    batch.set_column(
-                        batch.schema.get_field_index("version"), "version", _const(version, batch.num_rows)
-                    )
-                )
-        for batch in _carried(store, plan):
-            writer.write_batch(
-                batch.set_column(batch.schema.get_field_index("version"), "version", _const(version, batch.num_rows))
-            )
+                writer.write_batch(_restamp(batch, version))
+        for batch in _carried(store, base, touched):
+            writer.write_batch(_restamp(batch, version))
 
     embedded = sum(r["embedded"] for r in reports)
     reused = sum(r["reused"] for r in reports)
@@ -111,10 +127,11 @@ def assemble(config: IndexConfig, store: VersionStore, plan_path: Path, dimensio
         for stage, seconds in report["timings_s"].items():
             timings[stage] = round(timings.get(stage, 0.0) + seconds, 3)
     timings["assemble"] = round(time.perf_counter() - started, 3)
+    documents_kept = len(carried_docs) + sum(r["documents"] - r["documents_skipped"] for r in reports)
     manifest = Manifest(
         index=plan.index,
         version=version,
-        parent=plan.parent,
+        parent=base,
         created_at=plan.build_time,
         run_id=plan.run_id,
         trigger=plan.trigger,
@@ -126,8 +143,8 @@ def assemble(config: IndexConfig, store: VersionStore, plan_path: Path, dimensio
         counts={
             "documents": {
                 **{k: plan.counts[k] for k in ("new", "changed", "unchanged", "deleted")},
-                "skipped": len(skipped),
-                "total": len({*plan.carry_over}) + sum(r["documents"] - r["documents_skipped"] for r in reports),
+                "quarantined": len(skipped),
+                "total": documents_kept,
             },
             "chunks": {
                 "total": len(chunk_ids) + len(carried_ids),
@@ -140,6 +157,8 @@ def assemble(config: IndexConfig, store: VersionStore, plan_path: Path, dimensio
         timings_s=timings,
         skipped=skipped,
         source_digests=plan.source_digests,
+        rebased_from=plan.parent if base != plan.parent else None,
+        forced_delete=plan.forced_delete,
     )
     write_quarantine(store.version_dir(version) / "quarantine.parquet", skipped, plan.run_id)
     store.write_manifest(manifest)

@@ -259,10 +259,13 @@ class SnapshotConfig(_Model):
 
 
 class ProcessingConfig(_Model):
-    """How a run's documents are split into batches (mapped tasks under Airflow)."""
+    """How a run's documents are split into batches (mapped tasks under Airflow), and its safety limits."""
 
     batch_size: int = Field(default=50, gt=0, description="documents per batch")
     max_batches: int = Field(default=256, gt=0, le=1024, description="bounded by Airflow's map length")
+    max_delete_share: float = Field(
+        default=0.2, ge=0, le=1, description="delete circuit breaker: largest share of documents one run may delete"
+    )
 
 
 class IndexConfig(_Model):

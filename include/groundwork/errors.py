@@ -5,6 +5,8 @@
     GroundworkError                 anything groundwork itself reports
     ├── ConfigError                 an index file or a setting is invalid (names file, field, allowed values)
     ├── SourceError                 a source cannot be listed or read as a whole (unreachable, empty glob root)
+    ├── DeleteBreakerTripped        a run would delete more of the index than allowed; force it with a reason
+    ├── RebaseConflict              the live version changed config while a run was in flight; re-run it
     ├── DocumentError               one document cannot be parsed; the run records it and goes on
     ├── ChunkingError               a chunk cannot be made to fit the model (never truncated silently)
     ├── PublishError                the vector store refused or lost points; the alias was not moved
@@ -20,6 +22,8 @@ from __future__ import annotations
 __all__ = [
     "ChunkingError",
     "ConfigError",
+    "DeleteBreakerTripped",
+    "RebaseConflict",
     "DocumentError",
     "GroundworkError",
     "NotFoundError",
@@ -39,6 +43,14 @@ class ConfigError(GroundworkError):
 
 class SourceError(GroundworkError):
     """A whole source cannot be listed or read; the run stops before publishing."""
+
+
+class DeleteBreakerTripped(GroundworkError):
+    """A run would delete more than the configured share of the index's documents."""
+
+
+class RebaseConflict(GroundworkError):
+    """Another run published a version with another config or model while this one was in flight."""
 
 
 class DocumentError(GroundworkError):

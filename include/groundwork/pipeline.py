@@ -18,10 +18,10 @@ from groundwork.assembly import assemble
 from groundwork.config import IndexConfig
 from groundwork.embedding import Embedder, load_embedder
 from groundwork.embedding_cache import EmbeddingCache
-from groundwork.lifecycle import effective_config, prune, snapshot_version
+from groundwork.lifecycle import effective_config, snapshot_version
 from groundwork.planning import plan_run, read_plan
 from groundwork.processing import process_batch
-from groundwork.publishing import PublishResult, publish_version
+from groundwork.publishing import PublishResult, commit_version
 from groundwork.settings import Settings
 from groundwork.sources import ConnectionResolver
 from groundwork.validation import validate_version
@@ -53,13 +53,15 @@ def run_index(
     sources: Sequence[str] | None = None,
     force: bool = False,
     force_reason: str | None = None,
+    force_delete_reason: str | None = None,
     resolve_connection: ConnectionResolver | None = None,
     connection: ServerConnection | None = None,
 ) -> RunResult:
     """Plan, process every batch, assemble, validate, snapshot, publish and prune one refresh.
 
     ``force`` re-processes every document; ``force_reason`` publishes past a failed
-    quality gate and is recorded in the manifest.
+    quality gate and ``force_delete_reason`` past the delete circuit breaker; both
+    are recorded in the manifest.
     """
     now = datetime.now(UTC)
     run_id = run_id or f"cli__{now:%Y%m%dT%H%M%S%fZ}"
@@ -71,11 +73,12 @@ def run_index(
         config,
         store,
         run_id=run_id,
-        model_id=embedder.model_id,
+        embedder=embedder,
         build_time=now,
         trigger=trigger,
         sources=sources,
         force=force,
+        force_delete_reason=force_delete_reason,
         resolve_connection=resolve_connection,
     )
     for batch in read_plan(plan_path).batches:
@@ -92,22 +95,35 @@ def run_index(
         )
         snapshot_version(config, settings, result.version)
     target = target or resolve_target(config.qdrant, settings, connection)
-    published = publish_version(config, store, result.version, target)
-    prune(config, settings, target)
-    return RunResult(result.version, result.created, store.manifest(result.version), published)
+    published = commit_version(config, settings, plan_path, result.version, target, force_reason=force_reason)
+    return RunResult(published.version, result.created, store.manifest(published.version), published)
+
+
+_DOC_KEYS = ("new", "changed", "unchanged", "deleted", "quarantined", "total")
+_CHUNK_KEYS = ("total", "processed", "carried", "embedded", "reused")
 
 
 def summarize(manifest: Manifest, created: bool = True) -> str:
     """A few lines a person reads in a task log: what changed, what was skipped, how long."""
+    if not created:
+        return f"index {manifest.index}: nothing changed; version {manifest.version} stays live"
     docs, chunks = manifest.counts["documents"], manifest.counts["chunks"]
     lines = [
-        f"index {manifest.index}: version {manifest.version}" + ("" if created else " (unchanged, still live)"),
-        "  documents: " + ", ".join(f"{k} {v}" for k, v in docs.items()),
-        "  chunks: " + ", ".join(f"{k} {v}" for k, v in chunks.items()),
+        f"index {manifest.index}: version {manifest.version} (parent {manifest.parent})",
+        "  documents: " + ", ".join(f"{k} {docs[k]}" for k in _DOC_KEYS if k in docs),
+        "  chunks: " + ", ".join(f"{k} {chunks[k]}" for k in _CHUNK_KEYS if k in chunks),
         "  time (s): " + ", ".join(f"{k} {v}" for k, v in manifest.timings_s.items()),
     ]
+    if manifest.rebased_from:
+        lines.append(f"  rebased: planned against {manifest.rebased_from}, applied on {manifest.parent}")
+    if manifest.forced_delete:
+        lines.append(f"  delete breaker overridden: {manifest.forced_delete}")
+    gate = manifest.validation
+    if gate:
+        verdict = "passed" if gate["success"] else f"failed {gate['failed']}"
+        lines.append(f"  quality gate: {verdict}" + (f" - forced: {gate['reason']}" if gate.get("forced") else ""))
     for item in manifest.skipped[:20]:
-        lines.append(f"  skipped {item['uri']}: {item['error_type']}: {item['message']}")
+        lines.append(f"  quarantined {item['uri']}: {item['error_type']}: {item['message']}")
     if len(manifest.skipped) > 20:
-        lines.append(f"  ... and {len(manifest.skipped) - 20} more skipped (see {manifest.version}/manifest.json)")
+        lines.append(f"  ... and {len(manifest.skipped) - 20} more (see {manifest.version}/quarantine.parquet)")
     return "\n".join(lines)

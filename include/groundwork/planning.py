@@ -8,9 +8,10 @@ longer list are deleted. Sources outside a run's ``sources`` subset are
 carried over whole.
 
 A source that lists nothing while the live version has documents from it stops
-the run (an empty or broken source is never read as "everything was deleted")
-unless the run is forced. The plan is written to ``<run>/plan.json``; tasks
-pass its path.
+the run (an empty or broken source is never read as "everything was deleted"),
+and so does a run that would delete more than ``processing.max_delete_share``
+of the index (the delete circuit breaker), unless forced with a reason. The
+plan is written to ``<run>/plan.json``; tasks pass its path.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from pydantic import BaseModel, Field
 
 from groundwork.config import IndexConfig
 from groundwork.documents import SourceDocument, write_documents
-from groundwork.errors import ConfigError, SourceError
+from groundwork.embedding import Embedder
+from groundwork.errors import ConfigError, DeleteBreakerTripped, SourceError
 from groundwork.sources import ConnectionResolver, discover
 from groundwork.versions import VersionStore, write_json_atomic
 
@@ -44,15 +46,19 @@ class Plan(BaseModel):
     trigger: str
     fingerprint: str
     model_id: str
+    model_dimension: int
+    model_max_tokens: int
     parent: str | None
     reprocess_all: bool
     counts: dict[str, int]
     batches: list[str]
+    processed: list[str] = Field(description="doc ids of new and changed documents (in the batches)")
     carry_over: list[str] = Field(description="doc ids taken unchanged from the parent version")
     deleted: list[str]
     skipped: list[dict[str, Any]]
     source_digests: dict[str, str]
     timings_s: dict[str, float]
+    forced_delete: str | None = Field(default=None, description="why the delete breaker was overridden")
 
 
 def read_plan(path: Path) -> Plan:
@@ -78,14 +84,21 @@ def plan_run(
     store: VersionStore,
     *,
     run_id: str,
-    model_id: str,
+    embedder: Embedder,
     build_time: datetime | None = None,
     trigger: str = "manual",
     sources: Sequence[str] | None = None,
     force: bool = False,
+    force_delete_reason: str | None = None,
     resolve_connection: ConnectionResolver | None = None,
 ) -> Path:
-    """Discover, diff and batch; returns the path of the written plan."""
+    """Discover, diff and batch; returns the path of the written plan.
+
+    ``force`` re-processes every document. ``force_delete_reason`` lets a run
+    delete more than ``processing.max_delete_share`` of the documents (or empty a
+    source) and is recorded in the plan and the manifest.
+    """
+    model_id = embedder.model_id
     started = time.perf_counter()
     selected = list(sources) if sources else config.source_names
     unknown = sorted(set(selected) - set(config.source_names))
@@ -111,10 +124,10 @@ def plan_run(
     for name in selected:
         found = discover(config.source(name), resolve_connection=resolve_connection)
         had = sum(1 for _, src in live_docs.values() if src == name)
-        if not found.documents and had and not force:
+        if not found.documents and had and not force_delete_reason:
             raise SourceError(
                 f"source {name!r} listed no documents but the live version {parent} has {had} from it; "
-                "refusing to delete them all (fix the source, or force the run)"
+                "refusing to delete them all (fix the source, or force the run with a reason)"
             )
         listed.extend(found.documents)
         skipped.extend(s.to_dict() for s in found.skipped)
@@ -142,6 +155,7 @@ def plan_run(
             "a run that re-processes everything (new config or model, or forced) must include all sources"
         )
     deleted = sorted(d for d, (_, src) in live_docs.items() if src in selected and d not in listed_ids)
+    _check_breaker(config, live_docs, deleted, parent, force_delete_reason)
 
     run_dir = store.run_dir(run_id)
     batch_paths = _write_batches(todo, run_dir / "batches", config.processing.batch_size, config.processing.max_batches)
@@ -152,6 +166,8 @@ def plan_run(
         trigger=trigger,
         fingerprint=config.fingerprint(),
         model_id=model_id,
+        model_dimension=embedder.dimension,
+        model_max_tokens=embedder.tokenizer.max_tokens,
         parent=parent,
         reprocess_all=reprocess_all,
         counts={
@@ -162,15 +178,43 @@ def plan_run(
             "skipped": len(skipped),
         },
         batches=[str(p) for p in batch_paths],
+        processed=sorted(todo_ids),
         carry_over=[*carry, *outside],
         deleted=deleted,
         skipped=skipped,
         source_digests=digests,
         timings_s={"discover": round(time.perf_counter() - started, 3)},
+        forced_delete=force_delete_reason,
     )
     path = run_dir / "plan.json"
     write_json_atomic(path, plan.model_dump(mode="json"))
     return path
+
+
+def _check_breaker(
+    config: IndexConfig,
+    live_docs: dict[str, tuple[str, str]],
+    deleted: list[str],
+    parent: str | None,
+    reason: str | None,
+) -> None:
+    """Refuse a run that would delete more than ``max_delete_share`` of the index, unless forced."""
+    if not live_docs or not deleted:
+        return
+    share = len(deleted) / len(live_docs)
+    limit = config.processing.max_delete_share
+    if share <= limit or reason:
+        return
+    by_source: dict[str, int] = {}
+    for doc_id in deleted:
+        by_source[live_docs[doc_id][1]] = by_source.get(live_docs[doc_id][1], 0) + 1
+    detail = ", ".join(f"{src}: {n}" for src, n in sorted(by_source.items()))
+    examples = ", ".join(deleted[:5])
+    raise DeleteBreakerTripped(
+        f"index {config.name!r}: this run would delete {len(deleted)} of {len(live_docs)} documents "
+        f"({share:.0%}) of the live version {parent}, over the limit of {limit:.0%} ({detail}; e.g. {examples}). "
+        "Nothing was published. If this is intended, re-run forced with a reason."
+    )
 
 
 def _write_batches(docs: list[SourceDocument], folder: Path, batch_size: int, max_batches: int) -> list[Path]:

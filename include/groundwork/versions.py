@@ -70,6 +70,8 @@ class Manifest(BaseModel):
     source_digests: dict[str, str] = Field(default_factory=dict)
     validation: dict[str, Any] | None = Field(default=None, description="the quality gate's verdict")
     snapshot: dict[str, Any] | None = Field(default=None, description="DVC tag, git revision and remote")
+    rebased_from: str | None = Field(default=None, description="the version the run planned against, if rebased")
+    forced_delete: str | None = Field(default=None, description="why the delete breaker was overridden")
 
 
 class LiveState(BaseModel):
