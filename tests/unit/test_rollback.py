@@ -6,9 +6,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import groundwork.embedding_cache as embedding_cache
+import pytest
 from groundwork.config import IndexConfig
 from groundwork.diffing import diff_versions
 from groundwork.errors import ConfigError, NotFoundError
@@ -18,6 +17,7 @@ from groundwork.settings import Settings
 from groundwork.snapshots import registry_for
 from groundwork.vectorstore import QdrantTarget, alias_target, open_client
 from groundwork.versions import VersionStore
+
 from tests.conftest import FakeEmbedder, make_index
 
 BY_TITLE = {"strategy": "by_title", "max_characters": 400, "new_after_n_chars": 300}
@@ -112,7 +112,9 @@ def test_unknown_version_fails_clearly_and_changes_nothing(
     assert read_pin(settings, "demo") is None and read_audit(settings, "demo") == []
 
 
-def test_diff_lists_config_documents_and_chunks(tmp_path: Path, settings: Settings, memory_target: QdrantTarget) -> None:
+def test_diff_lists_config_documents_and_chunks(
+    tmp_path: Path, settings: Settings, memory_target: QdrantTarget
+) -> None:
     v1 = run_index(_index(tmp_path, BY_TITLE), settings, embedder=FakeEmbedder(), target=memory_target)
     (tmp_path / "docs" / "delta.md").write_text("# Delta\n\nDelta drones fly in formation.\n")
     (tmp_path / "docs" / "gamma.txt").unlink()
