@@ -5,8 +5,11 @@ Refreshes one groundwork index: **plan** lists every source with content hashes
 and diffs them against the live version; **process** partitions, chunks,
 enriches and embeds each batch of new or changed documents (one mapped task per
 batch); **assemble** writes the candidate version (unchanged documents are
-carried over with their vectors); **publish** uploads collection
-`<index>__<version>`, checks the count and moves the alias `<index>` atomically.
+carried over with their vectors); **validate** runs the Great Expectations
+quality gate (its Data Docs path is in the log); **snapshot** records the
+candidate in the DVC registry; **publish** uploads collection
+`<index>__<version>` (rebased first if another run went live meanwhile), checks
+the count, moves the alias `<index>` atomically and prunes old collections.
 
 Tasks pass file paths, never data. Unparseable documents are skipped with
 their reason (see the `plan`, `process` and `assemble` logs). One DAG is
@@ -20,6 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.sdk import DAG, Asset, Param, TriggerRule, dag, get_current_context, task
+
 from groundwork.config import IndexConfig, discover_index_files, load_index
 from groundwork.errors import ConfigError
 from groundwork.settings import load_settings
@@ -47,6 +51,11 @@ def build_refresh_dag(index_file: Path, cfg: IndexConfig) -> DAG:
                            description="Re-process every document, ignoring content hashes."),
             "sources": Param([], type="array", items={"type": "string", "enum": cfg.source_names},
                              title="Sources", description="Only these sources (empty: all)."),
+            "force_publish_reason": Param("", type="string", title="Publish past a failed quality gate: reason",
+                                          description="Leave empty to let the gate block. Recorded in the manifest."),
+            "force_delete_reason": Param("", type="string", title="Delete past the circuit breaker: reason",
+                                         description="Leave empty to let the breaker block a run that deletes more "
+                                         f"than {cfg.processing.max_delete_share:.0%} of the documents."),
         },
     )  # fmt: skip
     def refresh() -> None:
@@ -56,7 +65,7 @@ def build_refresh_dag(index_file: Path, cfg: IndexConfig) -> DAG:
 
             return plan_task(path, get_current_context())
 
-        @task(execution_timeout=timedelta(hours=2))
+        @task(execution_timeout=timedelta(hours=2), max_active_tis_per_dagrun=cfg.processing.max_parallel)
         def process(batch: str) -> str:
             from groundwork_airflow import process_task
 
@@ -68,13 +77,27 @@ def build_refresh_dag(index_file: Path, cfg: IndexConfig) -> DAG:
 
             return assemble_task(path, get_current_context())
 
+        @task
+        def validate(version: str) -> str:
+            from groundwork_airflow import validate_task
+
+            validate_task(path, version, get_current_context())
+            return version
+
+        @task
+        def snapshot(version: str) -> str:
+            from groundwork_airflow import snapshot_task
+
+            snapshot_task(path, version)
+            return version
+
         @task(outlets=[Asset(index_asset_uri(cfg.name), group="groundwork")])
         def publish(version: str) -> dict[str, object]:
             from groundwork_airflow import publish_task
 
-            return publish_task(path, version)
+            return publish_task(path, version, get_current_context())
 
-        publish(assemble(process.expand(batch=plan())))
+        publish(snapshot(validate(assemble(process.expand(batch=plan())))))
 
     return refresh()
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from groundwork.config import IndexConfig, parse_index
 from groundwork.offline import set_offline_env
 from groundwork.settings import Settings

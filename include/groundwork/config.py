@@ -263,6 +263,7 @@ class ProcessingConfig(_Model):
 
     batch_size: int = Field(default=50, gt=0, description="documents per batch")
     max_batches: int = Field(default=256, gt=0, le=1024, description="bounded by Airflow's map length")
+    max_parallel: int = Field(default=2, gt=0, le=256, description="batches processed at once in one run")
     max_delete_share: float = Field(
         default=0.2, ge=0, le=1, description="delete circuit breaker: largest share of documents one run may delete"
     )

@@ -27,6 +27,7 @@ from typing import Any
 
 from groundwork.config import IndexConfig
 from groundwork.errors import ConfigError, NotFoundError
+from groundwork.publishing import index_lock
 from groundwork.settings import Settings
 from groundwork.snapshots import registry_for
 from groundwork.vectorstore import QdrantTarget, alias_target, drop_collection, move_alias, open_client, upload_table
@@ -152,32 +153,33 @@ def rollback(
         gate = store.manifest(version).validation or {}
         if gate and not (gate.get("success") or gate.get("forced")):
             raise ConfigError(f"version {version} was rejected by the quality gate and was never live")
-    collection = collection_name(config.name, version)
-    restored = False
-    with open_client(target) as client:
-        previous = alias_target(client, config.name)
-        if not client.collection_exists(collection):
-            if not store.chunks_path(version).is_file():
-                registry.restore(config.name, version, store.version_dir(version))
-            manifest = store.manifest(version)
-            try:
-                upload_table(
-                    client,
-                    collection,
-                    store.chunks_path(version),
-                    manifest.dimension,
-                    manifest.effective_config.get("qdrant", {}).get("distance", "cosine"),
-                    config.qdrant.upload_batch_size,
-                )
-            except Exception:
-                drop_collection(client, collection)
-                raise
-            restored = True
-        points = client.count(collection, exact=True).count
-        move_alias(client, config.name, collection)
-    store.set_live(version, collection)
-    pin = {"version": version, "reason": reason, "file_digest": _config_digest(config)}
-    write_json_atomic(store.root / "pin.json", {**pin, "at": datetime.now(UTC).isoformat()})
+    with index_lock(store):
+        collection = collection_name(config.name, version)
+        restored = False
+        with open_client(target) as client:
+            previous = alias_target(client, config.name)
+            if not client.collection_exists(collection):
+                if not store.chunks_path(version).is_file():
+                    registry.restore(config.name, version, store.version_dir(version))
+                manifest = store.manifest(version)
+                try:
+                    upload_table(
+                        client,
+                        collection,
+                        store.chunks_path(version),
+                        manifest.dimension,
+                        manifest.effective_config.get("qdrant", {}).get("distance", "cosine"),
+                        config.qdrant.upload_batch_size,
+                    )
+                except Exception:
+                    drop_collection(client, collection)
+                    raise
+                restored = True
+            points = client.count(collection, exact=True).count
+            move_alias(client, config.name, collection)
+        store.set_live(version, collection)
+        pin = {"version": version, "reason": reason, "file_digest": _config_digest(config)}
+        write_json_atomic(store.root / "pin.json", {**pin, "at": datetime.now(UTC).isoformat()})
     result = RollbackResult(
         config.name, previous.split("__", 1)[1] if previous else None, version, collection, restored, points,
         round(time.perf_counter() - started, 3),

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from groundwork.chunk_table import PAYLOAD_COLUMNS, iter_batches
 from groundwork.config import IndexConfig, ValidationConfig
@@ -53,6 +54,8 @@ REQUIRED_COLUMNS = ["chunk_id", "doc_id", "source", "uri", "text", "text_hash", 
 NO_CHUNK_ERRORS = {"NoText", "NoChunks", "EmptyText", "EmptyFile"}
 # Entries that were never documents of the index: recorded, but not held against the candidate.
 OUT_OF_SCOPE = {"UnsupportedFileType", "SymlinkOutsideSource"}
+# Columns whose mean is a share: the rows that count towards it are the examples of a failed share.
+_FLAG_COLUMNS = {"duplicate_text", "quarantined", "no_chunks"}
 
 
 @dataclass
@@ -122,7 +125,9 @@ def build_frames(chunks_path: Path, manifest: Manifest, cfg: ValidationConfig) -
     chunks = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*columns, "vector_dim"])
     chunks["duplicate_text"] = chunks["text_hash"].duplicated(keep="first") if len(chunks) else []
     kept = chunks.groupby("doc_id").size() if len(chunks) else pd.Series(dtype=int)
-    docs = pd.DataFrame({"doc_id": kept.index, "chunks": kept.values, "quarantined": False, "no_chunks": False})
+    docs = pd.DataFrame(
+        {"doc_id": kept.index, "chunks": kept.values, "quarantined": False, "no_chunks": False, "error": None}
+    )
     skipped = pd.DataFrame(
         [
             {
@@ -130,6 +135,7 @@ def build_frames(chunks_path: Path, manifest: Manifest, cfg: ValidationConfig) -
                 "chunks": 0,
                 "quarantined": s["error_type"] not in NO_CHUNK_ERRORS,
                 "no_chunks": s["error_type"] in NO_CHUNK_ERRORS,
+                "error": f"{s['error_type']}: {s.get('message') or ''}"[:160],
             }
             for s in manifest.skipped
             if s["error_type"] not in OUT_OF_SCOPE
@@ -198,7 +204,12 @@ def _document_expectations(cfg: ValidationConfig, live: Manifest | None) -> list
     return exps
 
 
-def _run_suite(name: str, frame: pd.DataFrame, expectations: list[Any], site_dir: Path) -> list[ExpectationOutcome]:
+def _gate_context(site_dir: Path) -> Any:
+    """One ephemeral GX context for all suites of a version.
+
+    One, not one per suite: the site index builder drops pages it has no stored
+    result for, so a second context would delete the first suite's Data Docs.
+    """
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -212,9 +223,14 @@ def _run_suite(name: str, frame: pd.DataFrame, expectations: list[Any], site_dir
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
-    batch_def = (
-        ctx.data_sources.add_pandas("candidate").add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
-    )
+    ctx.data_sources.add_pandas("candidate")
+    return ctx
+
+
+def _run_suite(ctx: Any, name: str, frame: pd.DataFrame, expectations: list[Any]) -> list[ExpectationOutcome]:
+    import great_expectations as gx
+
+    batch_def = ctx.data_sources.get("candidate").add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
     suite = ctx.suites.add(gx.ExpectationSuite(name=f"groundwork_{name}", expectations=expectations))
     definition = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_def, suite=suite))
     checkpoint = ctx.checkpoints.add(
@@ -244,23 +260,51 @@ def _run_suite(name: str, frame: pd.DataFrame, expectations: list[Any], site_dir
                     success=bool(r.success),
                     observed=_plain(observed),
                     expected=_plain(kwargs),
-                    examples=[] if r.success else _examples(frame, res),
+                    examples=[] if r.success else _examples(frame, res, conf.kwargs.get("column")),
                 )
             )
     return outcomes
 
 
-def _examples(frame: pd.DataFrame, result: dict[str, Any], limit: int = 3) -> list[dict[str, Any]]:
+def _examples(
+    frame: pd.DataFrame, result: dict[str, Any], column: str | None = None, limit: int = 3
+) -> list[dict[str, Any]]:
+    indexes = list(result.get("unexpected_index_list") or [])
+    if not indexes and column in _FLAG_COLUMNS and column in frame.columns:
+        # A share (column mean) names no unexpected rows: show rows that count towards it.
+        indexes = [int(i) for i in np.flatnonzero(frame[column].astype(bool).to_numpy())[:limit]]
     rows = []
-    for idx in (result.get("unexpected_index_list") or [])[:limit]:
+    for idx in indexes[:limit]:
         if isinstance(idx, dict):
             idx = next(iter(idx.values()), None)
         if isinstance(idx, int) and 0 <= idx < len(frame):
             row = frame.iloc[idx]
-            rows.append({k: _plain(row[k]) for k in ("doc_id", "uri", "chunk_id") if k in frame.columns})
+            keys = ("doc_id", "uri", "chunk_id", "error")
+            rows.append({k: _plain(row[k]) for k in keys if k in frame.columns and _plain(row[k]) is not None})
             if "text" in frame.columns:
                 rows[-1]["text"] = str(row["text"])[:80]
     return rows
+
+
+def _is_drift(outcome: ExpectationOutcome) -> bool:
+    if outcome.expectation == "expect_column_sum_to_be_between":
+        return outcome.column == "kept"
+    return outcome.expectation == "expect_table_row_count_to_be_between" and "max_value" in outcome.expected
+
+
+def _drift_examples(
+    outcomes: list[ExpectationOutcome], live_chunks: Path, chunks: pd.DataFrame, limit: int = 3
+) -> None:
+    """Counts name no rows: a failed drift shows documents the live version has and the candidate lacks (or new)."""
+    failed = [o for o in outcomes if not o.success and _is_drift(o)]
+    if not failed or not live_chunks.is_file():
+        return
+    before = set(pq.read_table(live_chunks, columns=["doc_id"]).column("doc_id").to_pylist())
+    now = set(chunks["doc_id"]) if len(chunks) else set()
+    rows = [{"doc_id": d, "change": "gone"} for d in sorted(before - now)[:limit]]
+    rows += [{"doc_id": d, "change": "new"} for d in sorted(now - before)[:limit]]
+    for outcome in failed:
+        outcome.examples = rows
 
 
 def _plain(value: Any) -> Any:
@@ -303,8 +347,11 @@ def validate_version(
         chunk_exps = _chunk_expectations(
             cfg, dimension, max_tokens, config.embedding.normalize, live if same_config else None
         )
-        outcomes = _run_suite("chunks", chunks, chunk_exps, site)
-        outcomes += _run_suite("documents", documents, _document_expectations(cfg, live), site)
+        ctx = _gate_context(site)
+        outcomes = _run_suite(ctx, "chunks", chunks, chunk_exps)
+        outcomes += _run_suite(ctx, "documents", documents, _document_expectations(cfg, live))
+        if live is not None:
+            _drift_examples(outcomes, store.chunks_path(live.version), chunks)
         success = all(o.success for o in outcomes)
         report = GateReport(version, success, outcomes, data_docs=str(site / "index.html"))
     if not report.success and force_reason:

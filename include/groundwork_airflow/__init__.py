@@ -22,6 +22,9 @@ from groundwork.settings import REPO_ROOT, Settings, load_settings
 
 __all__ = [
     "assemble_task",
+    "rollback_task",
+    "snapshot_task",
+    "validate_task",
     "index_asset_uri",
     "plan_task",
     "process_task",
@@ -83,9 +86,16 @@ def server_connection(conn_id: str | None) -> Any:
 
 
 def _config(index_file: str) -> Any:
+    """The index's effective config: its file, or a rolled-back version's config while pinned."""
     from groundwork.config import load_index
+    from groundwork.lifecycle import effective_config
 
-    return load_index(Path(index_file))
+    return effective_config(load_index(Path(index_file)), runtime_settings())
+
+
+def _reason(params: dict[str, Any], key: str) -> str | None:
+    value = str(params.get(key) or "").strip()
+    return value or None
 
 
 def _trigger(context: Any) -> str:
@@ -109,11 +119,12 @@ def plan_task(index_file: str, context: Any) -> list[str]:
         cfg,
         VersionStore(runtime_settings(), cfg.name),
         run_id=context["run_id"],
-        model_id=load_embedder(cfg.embedding).model_id,
+        embedder=load_embedder(cfg.embedding),
         build_time=build_time,
         trigger=_trigger(context),
         sources=params.get("sources") or None,
         force=bool(params.get("force", False)),
+        force_delete_reason=_reason(params, "force_delete_reason"),
         resolve_connection=resolve_connection,
     )
     plan = read_plan(path)
@@ -134,6 +145,12 @@ def process_task(index_file: str, batch: str) -> str:
     return str(process_batch(cfg, Path(batch), load_embedder(cfg.embedding), EmbeddingCache(settings.cache_path)))
 
 
+def _plan_path(cfg: Any, context: Any) -> Path:
+    from groundwork.versions import VersionStore
+
+    return VersionStore(runtime_settings(), cfg.name).run_dir(context["run_id"]) / "plan.json"
+
+
 def assemble_task(index_file: str, context: Any) -> str:
     """Write the candidate version from the batch outputs; returns its version id."""
     from groundwork.assembly import assemble
@@ -142,21 +159,68 @@ def assemble_task(index_file: str, context: Any) -> str:
 
     cfg = _config(index_file)
     store = VersionStore(runtime_settings(), cfg.name)
-    result = assemble(cfg, store, store.run_dir(context["run_id"]) / "plan.json")
+    result = assemble(cfg, store, _plan_path(cfg, context))
     log.info("run summary\n%s", summarize(result.manifest, result.created))
     return result.version
 
 
-def publish_task(index_file: str, version: str) -> dict[str, Any]:
-    """Upload the version and move the alias; returns what readers now see."""
-    from groundwork.publishing import publish_version
-    from groundwork.vectorstore import resolve_target
+def _is_live(cfg: Any, version: str) -> bool:
     from groundwork.versions import VersionStore
+
+    live = VersionStore(runtime_settings(), cfg.name).live()
+    return live is not None and live.version == version
+
+
+def validate_task(index_file: str, version: str, context: Any) -> dict[str, Any]:
+    """Run the quality gate over the candidate; a failure stops the run before anything is published."""
+    from groundwork.planning import read_plan
+    from groundwork.validation import validate_version
+    from groundwork.versions import VersionStore
+
+    cfg = _config(index_file)
+    if _is_live(cfg, version):
+        log.info("version %s is already live: nothing to validate", version)
+        return {"version": version, "success": True, "skipped": True}
+    plan = read_plan(_plan_path(cfg, context))
+    report = validate_version(
+        cfg,
+        VersionStore(runtime_settings(), cfg.name),
+        version,
+        dimension=plan.model_dimension,
+        max_tokens=plan.model_max_tokens,
+        force_reason=_reason(context.get("params") or {}, "force_publish_reason"),
+    )
+    log.info("Data Docs: %s", report.data_docs)
+    return {"version": version, "success": report.success, "forced": report.forced, "data_docs": report.data_docs}
+
+
+def snapshot_task(index_file: str, version: str) -> dict[str, Any] | None:
+    """Record the validated candidate in the DVC registry before its alias moves."""
+    from groundwork.lifecycle import snapshot_version
+
+    cfg = _config(index_file)
+    if _is_live(cfg, version):
+        log.info("version %s is already live: its snapshot exists", version)
+        return None
+    return snapshot_version(cfg, runtime_settings(), version)
+
+
+def publish_task(index_file: str, version: str, context: Any) -> dict[str, Any]:
+    """Upload the version (rebased if another run went live meanwhile), move the alias, prune."""
+    from groundwork.publishing import commit_version
+    from groundwork.vectorstore import resolve_target
 
     cfg = _config(index_file)
     settings = runtime_settings()
     target = resolve_target(cfg.qdrant, settings, server_connection(cfg.qdrant.connection_id))
-    result = publish_version(cfg, VersionStore(settings, cfg.name), version, target)
+    result = commit_version(
+        cfg,
+        settings,
+        _plan_path(cfg, context),
+        version,
+        target,
+        force_reason=_reason(context.get("params") or {}, "force_publish_reason"),
+    )
     log.info("live: %s (%d points, previous %s)", result.collection, result.points, result.previous)
     return {
         "version": result.version,
@@ -164,3 +228,29 @@ def publish_task(index_file: str, version: str) -> dict[str, Any]:
         "points": result.points,
         "changed": result.changed,
     }
+
+
+def rollback_task(context: Any) -> dict[str, Any]:
+    """The rollback DAG's body: move the alias back (restoring from DVC if pruned), pin, audit."""
+    from groundwork.config import discover_index_files, load_index
+    from groundwork.errors import NotFoundError
+    from groundwork.lifecycle import rollback
+    from groundwork.vectorstore import resolve_target
+
+    params = context.get("params") or {}
+    settings = runtime_settings()
+    index, version = str(params.get("index") or ""), str(params.get("version") or "").strip()
+    files = {p.stem: p for p in discover_index_files(settings.indexes_dir)}
+    if index not in files:
+        raise NotFoundError(f"no index {index!r}; configured: {', '.join(sorted(files)) or 'none'}")
+    cfg = load_index(files[index])
+    target = resolve_target(cfg.qdrant, settings, server_connection(cfg.qdrant.connection_id))
+    result = rollback(cfg, settings, version, reason=str(params.get("reason") or ""), target=target,
+                      run_id=context["run_id"])  # fmt: skip
+    log.info(
+        "rolled %s back from %s to %s (%s, %d points)",
+        index, result.from_version, result.to_version,
+        "restored from DVC" if result.restored_from_snapshot else "collection kept", result.points,
+    )  # fmt: skip
+    return {"index": index, "from": result.from_version, "to": result.to_version,
+            "restored": result.restored_from_snapshot, "points": result.points}  # fmt: skip

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+
 from groundwork.offline import OFFLINE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -19,10 +19,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from groundwork.config import EmbeddingConfig
-from groundwork.embedding import load_embedder
 from qdrant_client import QdrantClient
 
+from groundwork.config import EmbeddingConfig
+from groundwork.embedding import load_embedder
 from tests.integration.airflow_harness import airflow_env, free_port, migrate_db, running_standalone
 
 pytestmark = [pytest.mark.airflow, pytest.mark.model]  # a real Airflow and the real embedding model
@@ -130,7 +130,7 @@ def test_refresh_through_airflow(tmp_path: Path) -> None:
     assert len(process) >= 2 and sorted(ti["map_index"] for ti in process) == list(range(len(process)))
     assert {ti["state"] for tis in first.values() for ti in tis} == {"success"}
     assert [ti["state"] for ti in second["process"]] == ["skipped"]
-    assert {second[t][0]["state"] for t in ("plan", "assemble", "publish")} == {"success"}
+    assert {second[t][0]["state"] for t in ("plan", "assemble", "validate", "snapshot", "publish")} == {"success"}
 
     # What the run left on disk: the live pointer, the version's chunk table and manifest.
     index_dir = home / "indexes" / INDEX

@@ -41,5 +41,5 @@ def test_partitioning_works_with_the_network_cut(tmp_path: Path, monkeypatch: py
     doc = tmp_path / "note.md"
     doc.write_text("# Title\n\nFirst sentence here. Second sentence there.\n\n- a list item\n")
     elements = partition(filename=str(doc))
-    assert [e.category for e in elements][0] == "Title"
+    assert elements[0].category == "Title"
     assert tokenize.sent_tokenize("One here. Two there.") == ["One here.", "Two there."]

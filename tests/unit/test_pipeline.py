@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from groundwork.chunk_table import chunk_schema
 from groundwork.embedding_cache import EmbeddingCache
 from groundwork.errors import SourceError
@@ -14,7 +15,6 @@ from groundwork.search import search
 from groundwork.settings import Settings
 from groundwork.vectorstore import QdrantTarget, alias_target, open_client
 from groundwork.versions import VersionStore
-
 from tests.conftest import FakeEmbedder, make_index
 
 

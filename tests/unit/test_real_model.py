@@ -28,7 +28,9 @@ def test_model_loads_offline_and_normalises() -> None:
     assert raw.model_id != embedder.model_id
 
 
-def test_real_model_finds_the_relevant_document(tmp_path: Path, settings: Settings, memory_target: QdrantTarget) -> None:
+def test_real_model_finds_the_relevant_document(
+    tmp_path: Path, settings: Settings, memory_target: QdrantTarget
+) -> None:
     cfg = make_index(tmp_path)
     embedder = load_embedder(cfg.embedding)
     run_index(cfg, settings, embedder=embedder, target=memory_target)

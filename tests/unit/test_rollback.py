@@ -6,8 +6,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import groundwork.embedding_cache as embedding_cache
 import pytest
+
+import groundwork.embedding_cache as embedding_cache
 from groundwork.config import IndexConfig
 from groundwork.diffing import diff_versions
 from groundwork.errors import ConfigError, NotFoundError
@@ -17,7 +18,6 @@ from groundwork.settings import Settings
 from groundwork.snapshots import registry_for
 from groundwork.vectorstore import QdrantTarget, alias_target, open_client
 from groundwork.versions import VersionStore
-
 from tests.conftest import FakeEmbedder, make_index
 
 BY_TITLE = {"strategy": "by_title", "max_characters": 400, "new_after_n_chars": 300}

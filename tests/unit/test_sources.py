@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+
 from groundwork.config import FileSourceConfig, SqlSourceConfig, TableSourceConfig
 from groundwork.documents import SourceDocument
 from groundwork.errors import SourceError
