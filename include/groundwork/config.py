@@ -196,6 +196,12 @@ class EmbeddingConfig(_Model):
     batch_size: int = Field(default=32, gt=0, le=4096)
     normalize: bool = True
     device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$")
+    precision: Literal["fp32", "int8"] = Field(
+        default="fp32", description="int8: dynamic quantization of the linear layers (CPU); faster, slightly different"
+    )
+
+
+PayloadIndexType = Literal["keyword", "integer", "float", "bool", "datetime", "text", "uuid", "geo"]
 
 
 class QdrantConfig(_Model):
@@ -205,6 +211,10 @@ class QdrantConfig(_Model):
     ``qdrant/``), ``location: ":memory:"`` (tests), or ``url`` (a server, with
     its API key from ``api_key_env``). Under Airflow, ``connection_id`` names a
     Connection that overrides these when it exists.
+
+    The collection layout (shards, replication, write consistency, HNSW,
+    payload indexes) and the retries apply to a server only: local mode has
+    one shard, searches exactly and ignores them.
     """
 
     path: Path | None = None
@@ -213,14 +223,45 @@ class QdrantConfig(_Model):
     api_key_env: str | None = "QDRANT_API_KEY"
     connection_id: str | None = "qdrant_default"
     prefer_grpc: bool = False
+    grpc_port: int = Field(default=6334, gt=0, le=65535)
     timeout_s: int = Field(default=60, gt=0)
     upload_batch_size: int = Field(default=256, gt=0, le=10_000)
     distance: Literal["cosine", "dot", "euclid"] = "cosine"
+    # server: collection layout
+    shard_number: int | None = Field(default=None, ge=1, description="server default when unset (1)")
+    replication_factor: int | None = Field(default=None, ge=1, description="copies of each shard (cluster)")
+    write_consistency_factor: int | None = Field(
+        default=None, ge=1, description="replicas that must confirm a write; at most replication_factor"
+    )
+    payload_indexes: dict[str, PayloadIndexType] = Field(
+        default_factory=lambda: {"doc_id": "keyword", "source": "keyword"},
+        description="payload field (dotted for metadata, e.g. metadata.team) -> index type, for filtered search",
+    )
+    hnsw_m: int = Field(default=16, ge=0, le=256, description="HNSW links per node once uploaded (0: no HNSW)")
+    hnsw_ef_construct: int = Field(default=100, ge=4, le=4096)
+    defer_hnsw: bool = Field(default=True, description="build HNSW after the bulk upload (m=0 while uploading)")
+    index_wait_s: float = Field(
+        default=600, ge=0, description="wait this long for the collection to turn green before the alias moves"
+    )
+    # server: transient errors (connection, timeout, 5xx) are retried with exponential backoff
+    retries: int = Field(default=5, ge=0, le=20, description="retries after the first attempt")
+    retry_backoff_s: float = Field(default=0.5, gt=0, le=60, description="first wait; doubles each retry")
+    retry_max_backoff_s: float = Field(default=30.0, gt=0, le=600)
+
+    @field_validator("payload_indexes")
+    @classmethod
+    def _payload_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", k)]
+        if bad:
+            raise ValueError(f"payload index fields must be (dotted) identifiers, got: {', '.join(map(repr, bad))}")
+        return value
 
     @model_validator(mode="after")
     def _one_target(self) -> QdrantConfig:
         if sum(x is not None for x in (self.path, self.location, self.url)) > 1:
             raise ValueError("set only one of path, location and url")
+        if (self.write_consistency_factor or 1) > (self.replication_factor or 1):
+            raise ValueError("write_consistency_factor must not exceed replication_factor")
         return self
 
 
@@ -264,6 +305,12 @@ class ProcessingConfig(_Model):
     batch_size: int = Field(default=50, gt=0, description="documents per batch")
     max_batches: int = Field(default=256, gt=0, le=1024, description="bounded by Airflow's map length")
     max_parallel: int = Field(default=2, gt=0, le=256, description="batches processed at once in one run")
+    queue: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Airflow queue of the process (embedding) tasks, e.g. a Celery queue served by GPU workers; "
+        "unset: the default queue",
+    )
     max_delete_share: float = Field(
         default=0.2, ge=0, le=1, description="delete circuit breaker: largest share of documents one run may delete"
     )

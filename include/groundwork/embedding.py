@@ -120,15 +120,52 @@ def _weights_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _declared_dimension(path: Path) -> int | None:
+    """The output size of a Transformer + Pooling (+ Normalize / Dense) model, from its configs."""
+    modules_file = path / "modules.json"
+    if not modules_file.is_file():
+        return None
+    dim: int | None = None
+    for module in json.loads(modules_file.read_text()):
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        conf_file = path / module.get("path", "") / "config.json"
+        conf = json.loads(conf_file.read_text()) if module.get("path") and conf_file.is_file() else {}
+        if kind == "Pooling":
+            dim = conf.get("word_embedding_dimension")
+        elif kind == "Dense":
+            dim = conf.get("out_features")
+        elif kind not in ("Transformer", "Normalize"):
+            return None  # an unusual pipeline: ask the loaded model instead
+    return int(dim) if dim else None
+
+
 class Tokenizer:
-    """The model's own (fast) tokenizer, loaded without the weights."""
+    """The model's own tokenizer, loaded without the weights (and without torch).
+
+    Uses the Rust ``tokenizers`` library on the model's ``tokenizer.json`` when
+    it has one (fast to load), else transformers' AutoTokenizer.
+    """
 
     def __init__(self, model_path: Path) -> None:
-        from transformers import AutoTokenizer
+        self._fast: Any = None
+        self._auto: Any = None
+        tokenizer_json = model_path / "tokenizer.json"
+        if tokenizer_json.is_file():
+            from tokenizers import Tokenizer as FastTokenizer
 
-        self._tok: Any = AutoTokenizer.from_pretrained(str(model_path))
-        seq = _max_seq_length(model_path, int(min(self._tok.model_max_length, 512)))
-        self._max_tokens = seq - self._tok.num_special_tokens_to_add(pair=False)
+            self._fast = FastTokenizer.from_file(str(tokenizer_json))
+            self._fast.no_truncation()
+            self._fast.no_padding()
+            post = self._fast.post_processor
+            special = post.num_special_tokens_to_add(False) if post is not None else 0
+            fallback = 512
+        else:
+            from transformers import AutoTokenizer
+
+            self._auto = AutoTokenizer.from_pretrained(str(model_path))
+            special = self._auto.num_special_tokens_to_add(pair=False)
+            fallback = int(min(self._auto.model_max_length, 512))
+        self._max_tokens = _max_seq_length(model_path, fallback) - special
 
     @property
     def max_tokens(self) -> int:
@@ -137,11 +174,15 @@ class Tokenizer:
     def count(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
-        encoded = self._tok(list(texts), add_special_tokens=False, truncation=False, verbose=False)
+        if self._fast is not None:
+            return [len(e.ids) for e in self._fast.encode_batch(list(texts), add_special_tokens=False)]
+        encoded = self._auto(list(texts), add_special_tokens=False, truncation=False, verbose=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def spans(self, text: str) -> list[tuple[int, int]]:
-        encoded = self._tok(
+        if self._fast is not None:
+            return [(int(a), int(b)) for a, b in self._fast.encode(text, add_special_tokens=False).offsets]
+        encoded = self._auto(
             text, add_special_tokens=False, truncation=False, return_offsets_mapping=True, verbose=False
         )
         return [(int(a), int(b)) for a, b in encoded["offset_mapping"]]
@@ -161,16 +202,26 @@ class SentenceTransformerEmbedder:
     @cached_property
     def model_id(self) -> str:
         norm = "norm" if self.config.normalize else "raw"
-        return f"{self.config.model}@{_weights_digest(self.path)}:{norm}"
+        precision = "" if self.config.precision == "fp32" else f":{self.config.precision}"
+        return f"{self.config.model}@{_weights_digest(self.path)}:{norm}{precision}"
 
     @cached_property
     def _model(self) -> Any:
         from sentence_transformers import SentenceTransformer
 
-        return SentenceTransformer(str(self.path), device=self.config.device, local_files_only=True)
+        model = SentenceTransformer(str(self.path), device=self.config.device, local_files_only=True)
+        if self.config.precision == "int8":
+            import torch
+
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return model
 
     @cached_property
     def dimension(self) -> int:
+        # Read from the module configs when they tell (no weights loaded: planning stays cheap).
+        declared = _declared_dimension(self.path)
+        if declared is not None:
+            return declared
         getter = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         dim = getter()
         if not dim:

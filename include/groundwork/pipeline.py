@@ -94,6 +94,12 @@ def run_index(
             force_reason=force_reason,
         )
         snapshot_version(config, settings, result.version)
+    live = store.live()
+    if not result.created and live is not None and live.version == result.version:
+        # Nothing changed and the live pointer agrees: no need to even open the vector store.
+        manifest = store.manifest(result.version)
+        noop = PublishResult(result.version, live.collection, manifest.counts["chunks"]["total"], result.version, False)
+        return RunResult(result.version, False, manifest, noop)
     target = target or resolve_target(config.qdrant, settings, connection)
     published = commit_version(config, settings, plan_path, result.version, target, force_reason=force_reason)
     return RunResult(published.version, result.created, store.manifest(published.version), published)
