@@ -27,7 +27,7 @@ export SCARF_NO_ANALYTICS := true
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo airflow-init up test test-fast lint lock clean
+.PHONY: help install demo airflow-init up test test-fast lint bench lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ lint: install ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check include dags plugins tests
 	$(BIN)/mypy
+
+bench: install ## Benchmark a refresh on a generated corpus (~5,000 chunks; takes a while): prints figures and ratios
+	$(BIN)/python benchmarks/bench_refresh.py $(BENCH_ARGS)
 
 lock: ## Re-pin requirements.lock from the current .venv
 	@{ sed -n '1,5p' requirements.lock; $(BIN)/pip freeze --all --exclude-editable | grep -v '^pip==' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/; s|^unstructured_inference @ .*|unstructured-inference==1.6.14|'; } > requirements.lock.new && mv requirements.lock.new requirements.lock

@@ -24,7 +24,7 @@ from groundwork.vectorstore import QdrantTarget, open_client, resolve_target
 from groundwork.versions import VersionStore
 from tests.conftest import FakeEmbedder, make_index
 
-WORDS = "alpha beta gamma delta index chunk vector alias version source model token window page title".split()  # noqa: SIM905
+WORDS = "alpha beta gamma delta index chunk vector alias version source model token window page title".split()
 
 
 def _text(rng: random.Random) -> str:
