@@ -65,7 +65,12 @@ def build_refresh_dag(index_file: Path, cfg: IndexConfig) -> DAG:
 
             return plan_task(path, get_current_context())
 
-        @task(execution_timeout=timedelta(hours=2), max_active_tis_per_dagrun=cfg.processing.max_parallel)
+        @task(
+            execution_timeout=timedelta(hours=2),
+            max_active_tis_per_dagrun=cfg.processing.max_parallel,
+            # the embedding step can be routed to its own workers (e.g. a Celery queue served by GPU hosts)
+            **({"queue": cfg.processing.queue} if cfg.processing.queue else {}),
+        )
         def process(batch: str) -> str:
             from groundwork_airflow import process_task
 

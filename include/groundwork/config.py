@@ -234,7 +234,7 @@ class QdrantConfig(_Model):
         default=None, ge=1, description="replicas that must confirm a write; at most replication_factor"
     )
     payload_indexes: dict[str, PayloadIndexType] = Field(
-        default_factory=lambda: {"doc_id": "keyword", "source": "keyword"},
+        default_factory=lambda: dict[str, PayloadIndexType]({"doc_id": "keyword", "source": "keyword"}),
         description="payload field (dotted for metadata, e.g. metadata.team) -> index type, for filtered search",
     )
     hnsw_m: int = Field(default=16, ge=0, le=256, description="HNSW links per node once uploaded (0: no HNSW)")

@@ -170,6 +170,7 @@ def rollback(
                         manifest.dimension,
                         manifest.effective_config.get("qdrant", {}).get("distance", "cosine"),
                         config.qdrant.upload_batch_size,
+                        layout=target.layout,
                     )
                 except Exception:
                     drop_collection(client, collection)

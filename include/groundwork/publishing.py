@@ -54,6 +54,7 @@ def publish_version(config: IndexConfig, store: VersionStore, version: str, targ
                 manifest.dimension,
                 config.qdrant.distance,
                 config.qdrant.upload_batch_size,
+                layout=target.layout,
             )
             move_alias(client, config.name, collection)
         except Exception as exc:

@@ -67,22 +67,68 @@ def _connection(conn_id: str) -> Any:
 
 
 def server_connection(conn_id: str | None) -> Any:
-    """A Qdrant server from an Airflow Connection (host, port, password as API key, extras)."""
+    """A Qdrant server from an Airflow Connection, or None when there is none (or it names no server).
+
+    Fields: ``host`` (a name, or a URL with its scheme), ``port`` (REST, default 6333 on the server
+    side), ``password`` = API key. Extras, as in the Qdrant provider's connection: ``url`` (instead of
+    host/port), ``https`` (true: ``https://`` when host has no scheme), ``prefer_grpc``, ``grpc_port``,
+    ``timeout`` (seconds), ``api_key`` (when the password is empty). Values from a URI-style
+    connection arrive as strings: ``"true"``/``"false"`` and numbers are parsed, anything else is an
+    error naming the connection.
+    """
+    from groundwork.errors import ConfigError
     from groundwork.vectorstore import ServerConnection
 
     conn = _connection(conn_id) if conn_id else None
-    if conn is None or not conn.host:
+    if conn is None:
         return None
     extra = conn.extra_dejson or {}
-    scheme = extra.get("scheme") or ("https" if extra.get("https") else "http")
-    host = conn.host if "://" in conn.host else f"{scheme}://{conn.host}"
-    url = f"{host}:{conn.port}" if conn.port else host
+    url = extra.get("url")
+    if not url:
+        if not conn.host:
+            return None
+        scheme = extra.get("scheme") or ("https" if _flag(conn_id, extra, "https") else "http")
+        host = conn.host if "://" in conn.host else f"{scheme}://{conn.host}"
+        url = f"{host}:{conn.port}" if conn.port else host
+    timeout = _number(conn_id, extra, "timeout")
+    grpc_port = _number(conn_id, extra, "grpc_port")
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"Airflow Connection {conn_id!r}: extra 'timeout' must be positive, got {timeout}")
     return ServerConnection(
-        url=url,
-        api_key=conn.password or extra.get("api_key"),
-        prefer_grpc=extra.get("prefer_grpc"),
-        timeout_s=extra.get("timeout"),
+        url=str(url),
+        api_key=conn.password or extra.get("api_key") or None,
+        prefer_grpc=_flag(conn_id, extra, "prefer_grpc"),
+        timeout_s=max(1, round(timeout)) if timeout is not None else None,
+        grpc_port=int(grpc_port) if grpc_port is not None else None,
     )
+
+
+def _flag(conn_id: str | None, extra: dict[str, Any], key: str) -> bool | None:
+    from groundwork.errors import ConfigError
+
+    value = extra.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"true", "1", "yes", "on"}:
+        return True
+    if text in {"false", "0", "no", "off", ""}:
+        return False
+    raise ConfigError(f"Airflow Connection {conn_id!r}: extra {key!r} must be true or false, got {value!r}")
+
+
+def _number(conn_id: str | None, extra: dict[str, Any], key: str) -> float | None:
+    from groundwork.errors import ConfigError
+
+    value = extra.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"Airflow Connection {conn_id!r}: extra {key!r} must be a number, got {value!r}") from None
 
 
 def _config(index_file: str) -> Any:
