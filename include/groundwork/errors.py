@@ -11,6 +11,7 @@
     ├── ChunkingError               a chunk cannot be made to fit the model (never truncated silently)
     ├── PublishError                the vector store refused or lost points; the alias was not moved
     ├── ValidationFailed            the quality gate rejected a candidate; nothing was published
+    ├── EvaluationRegression        the candidate retrieves worse than the live version on golden queries
     └── NotFoundError               an index, version or run that does not exist
 
 Every message says what went wrong, where, and what to do about it. Nothing here
@@ -25,6 +26,7 @@ __all__ = [
     "DeleteBreakerTripped",
     "RebaseConflict",
     "DocumentError",
+    "EvaluationRegression",
     "GroundworkError",
     "NotFoundError",
     "PublishError",
@@ -73,6 +75,10 @@ class PublishError(GroundworkError):
 
 class ValidationFailed(GroundworkError):
     """The quality gate rejected a candidate version; readers keep the live version."""
+
+
+class EvaluationRegression(GroundworkError):
+    """The promotion gate: a candidate's retrieval metrics dropped past the tolerance."""
 
 
 class NotFoundError(GroundworkError):

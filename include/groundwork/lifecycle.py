@@ -171,6 +171,7 @@ def rollback(
                         manifest.effective_config.get("qdrant", {}).get("distance", "cosine"),
                         config.qdrant.upload_batch_size,
                         layout=target.layout,
+                        hybrid=manifest.effective_config.get("search_mode") == "hybrid",
                     )
                 except Exception:
                     drop_collection(client, collection)

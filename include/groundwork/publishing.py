@@ -55,6 +55,7 @@ def publish_version(config: IndexConfig, store: VersionStore, version: str, targ
                 config.qdrant.distance,
                 config.qdrant.upload_batch_size,
                 layout=target.layout,
+                hybrid=manifest.effective_config.get("search_mode") == "hybrid",
             )
             move_alias(client, config.name, collection)
         except Exception as exc:

@@ -41,7 +41,8 @@ from typing import Any, Literal, TypeVar
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from groundwork.chunk_table import iter_batches, payload_of
+from groundwork import sparse
+from groundwork.chunk_table import iter_batches, payload_of, read_column
 from groundwork.config import QdrantConfig
 from groundwork.errors import PublishError
 from groundwork.settings import Settings
@@ -65,6 +66,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+DENSE, SPARSE = "dense", "bm25"  # vector names of hybrid collections
 _DISTANCE = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
 _memory_clients: dict[str, QdrantClient] = {}
 T = TypeVar("T")
@@ -359,20 +361,27 @@ def upload_table(
     distance: str = "cosine",
     batch_size: int = 256,
     layout: CollectionLayout | None = None,
+    hybrid: bool = False,
 ) -> int:
     """Create ``collection`` (if needed) and upsert every chunk of ``table``; returns the verified count.
+
+    With ``hybrid``, points carry two named vectors: ``dense`` (the embedding) and ``bm25`` (a sparse
+    lexical vector computed here from the chunk text, see :mod:`groundwork.sparse`; Qdrant applies IDF).
 
     With a ``layout`` (server targets), the collection is created with its shards, replication and
     write consistency and HNSW deferred, and :func:`finish_collection` indexes it once the count is
     verified: when this returns, the collection is ready for the alias.
     """
+    dense = models.VectorParams(size=dim, distance=_DISTANCE[distance])
+    sparse_params = models.SparseVectorParams(modifier=models.Modifier.IDF)
     if client.collection_exists(collection):
         _check_dimension(client, collection, dim)
     else:
         try:
             client.create_collection(
                 collection,
-                vectors_config=models.VectorParams(size=dim, distance=_DISTANCE[distance]),
+                vectors_config=({DENSE: dense} if hybrid else dense),
+                **({"sparse_vectors_config": {SPARSE: sparse_params}} if hybrid else {}),  # type: ignore[arg-type]
                 **(layout.create_kwargs() if layout else {}),
             )
         except UnexpectedResponse as exc:
@@ -381,9 +390,17 @@ def upload_table(
                 raise
             _check_dimension(client, collection, dim)
     expected = 0
+    avg_len = sparse.average_length(read_column(table, "text").column("text").to_pylist()) if hybrid else 0.0
+
+    def vector(row: dict[str, Any]) -> Any:
+        if not hybrid:
+            return row["embedding"]
+        indices, values = sparse.doc_vector(row["text"], avg_len)
+        return {DENSE: row["embedding"], SPARSE: models.SparseVector(indices=indices, values=values)}
+
     for batch in iter_batches(table, batch_size=batch_size):
         rows = batch.to_pylist()
-        points = [models.PointStruct(id=r["chunk_id"], vector=r["embedding"], payload=payload_of(r)) for r in rows]
+        points = [models.PointStruct(id=r["chunk_id"], vector=vector(r), payload=payload_of(r)) for r in rows]
         client.upsert(collection, points=points, wait=True)
         expected += len(points)
     got = client.count(collection, exact=True).count
@@ -396,6 +413,8 @@ def upload_table(
 
 def _check_dimension(client: QdrantClient, collection: str, dim: int) -> None:
     params = client.get_collection(collection).config.params.vectors
+    if isinstance(params, dict):
+        params = params.get(DENSE)
     size = getattr(params, "size", None)
     if size != dim:
         raise PublishError(f"collection {collection} exists with vector size {size}, expected {dim}")
