@@ -8,6 +8,7 @@
     groundwork versions INDEX               versions on disk, the live one marked
     groundwork show INDEX [VERSION]         summary of a version (default: the live one)
     groundwork diff INDEX V1 V2             config, documents and chunks that differ
+    groundwork eval INDEX [--version V]     retrieval metrics on the index's golden queries
     groundwork rollback INDEX VERSION --reason ...   make VERSION live again, without re-embedding
     groundwork unpin INDEX                  refreshes follow the index file again after a rollback
 
@@ -67,7 +68,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     with open_client(resolve_target(cfg.qdrant, settings)) as client:
         if not client.collection_exists(cfg.name):
             raise NotFoundError(f"index {cfg.name!r} has no live version yet: run `groundwork run {cfg.name}` first")
-        hits = search(client, cfg.name, embedder, args.query, args.k)
+        hits = search(client, cfg.name, embedder, args.query, args.k, mode=args.mode or cfg.search_mode)
     if args.json:
         print(json.dumps([h.__dict__ for h in hits], indent=2, default=str))
         return 0
@@ -113,6 +114,36 @@ def cmd_versions(settings: Settings, args: argparse.Namespace) -> int:
     pin = read_pin(settings, cfg.name)
     if pin:
         print(f"pinned to {pin['version']}'s config since a rollback ({pin['reason']}); `groundwork unpin {cfg.name}`")
+    return 0
+
+
+def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from groundwork.embedding import load_embedder
+    from groundwork.evaluation import QdrantSearcher, TableSearcher, evaluate, load_golden
+    from groundwork.vectorstore import open_client, resolve_target
+    from groundwork.versions import VersionStore
+
+    cfg = _index(settings, args.index)
+    golden_path = Path(args.golden) if args.golden else cfg.evaluation.golden
+    if golden_path is None:
+        raise NotFoundError(f"index {cfg.name!r} has no evaluation.golden file; pass --golden FILE")
+    golden = load_golden(golden_path)
+    mode, k = args.mode or cfg.evaluation.mode, args.k or cfg.evaluation.k
+    embedder = load_embedder(cfg.embedding)
+    store = VersionStore(settings, cfg.name)
+    if args.version and not args.collection:
+        report = evaluate(TableSearcher(store.chunks_path(args.version), embedder, mode), golden, k, mode)
+        where = f"version {args.version} (chunk table, exact search)"
+    else:
+        with open_client(resolve_target(cfg.qdrant, settings)) as client:
+            name = args.collection or cfg.name
+            report = evaluate(QdrantSearcher(client, name, embedder, mode), golden, k, mode)
+        where = f"Qdrant collection/alias {name}"
+    print(f"{cfg.name}: {len(golden)} golden queries against {where}, mode {mode}")
+    for metric, value in report.metrics.items():
+        print(f"  {metric}@{k}: {value:.3f}")
     return 0
 
 
@@ -178,10 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("query")
     find.add_argument("-k", type=int, default=5, help="number of hits")
     find.add_argument("--json", action="store_true", help="print hits as JSON")
+    find.add_argument("--mode", choices=["dense", "hybrid"], help="default: the index's search_mode")
     find.set_defaults(func=cmd_search)
     versions = sub.add_parser("versions", help="list an index's versions")
     versions.add_argument("index")
     versions.set_defaults(func=cmd_versions)
+    ev = sub.add_parser("eval", help="retrieval metrics on golden queries (hit@k, recall@k, MRR, nDCG@k)")
+    ev.add_argument("index")
+    ev.add_argument("--golden", help="golden query file (default: the index's evaluation.golden)")
+    ev.add_argument("--version", help="evaluate this version's chunk table instead of the live alias")
+    ev.add_argument("--collection", help="evaluate this Qdrant collection or alias")
+    ev.add_argument("--mode", choices=["dense", "hybrid"])
+    ev.add_argument("-k", type=int)
+    ev.set_defaults(func=cmd_eval)
     diff = sub.add_parser("diff", help="config, documents and chunks that differ between two versions")
     diff.add_argument("index")
     diff.add_argument("old")

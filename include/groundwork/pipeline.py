@@ -18,12 +18,13 @@ from groundwork.assembly import assemble
 from groundwork.config import IndexConfig
 from groundwork.embedding import Embedder, load_embedder
 from groundwork.embedding_cache import EmbeddingCache
+from groundwork.evaluation import evaluate_version
 from groundwork.lifecycle import effective_config, snapshot_version
 from groundwork.planning import plan_run, read_plan
 from groundwork.processing import process_batch
 from groundwork.publishing import PublishResult, commit_version
 from groundwork.settings import Settings
-from groundwork.sources import ConnectionResolver
+from groundwork.sources import ConnectionResolver, TimeWindow
 from groundwork.validation import validate_version
 from groundwork.vectorstore import QdrantTarget, ServerConnection, resolve_target
 from groundwork.versions import Manifest, VersionStore
@@ -56,12 +57,14 @@ def run_index(
     force_delete_reason: str | None = None,
     resolve_connection: ConnectionResolver | None = None,
     connection: ServerConnection | None = None,
+    window: TimeWindow | None = None,
 ) -> RunResult:
-    """Plan, process every batch, assemble, validate, snapshot, publish and prune one refresh.
+    """Plan, process every batch, assemble, validate, evaluate, snapshot, publish and prune one refresh.
 
     ``force`` re-processes every document; ``force_reason`` publishes past a failed
     quality gate and ``force_delete_reason`` past the delete circuit breaker; both
-    are recorded in the manifest.
+    are recorded in the manifest. ``window`` limits time-partitioned sources to a data interval
+    (as a scheduled or backfill run under Airflow does).
     """
     now = datetime.now(UTC)
     run_id = run_id or f"cli__{now:%Y%m%dT%H%M%S%fZ}"
@@ -80,6 +83,7 @@ def run_index(
         force=force,
         force_delete_reason=force_delete_reason,
         resolve_connection=resolve_connection,
+        window=window,
     )
     for batch in read_plan(plan_path).batches:
         process_batch(config, Path(batch), embedder, cache)
@@ -93,6 +97,7 @@ def run_index(
             max_tokens=embedder.tokenizer.max_tokens,
             force_reason=force_reason,
         )
+        evaluate_version(config, store, result.version, embedder, force_reason=force_reason)
         snapshot_version(config, settings, result.version)
     live = store.live()
     if not result.created and live is not None and live.version == result.version:
@@ -122,6 +127,10 @@ def summarize(manifest: Manifest, created: bool = True) -> str:
     ]
     if manifest.rebased_from:
         lines.append(f"  rebased: planned against {manifest.rebased_from}, applied on {manifest.parent}")
+    if manifest.window:
+        lines.append(f"  window: [{manifest.window['start']}, {manifest.window['end']})")
+    if manifest.overrides:
+        lines.append(f"  overrides: {manifest.overrides}")
     if manifest.forced_delete:
         lines.append(f"  delete breaker overridden: {manifest.forced_delete}")
     gate = manifest.validation

@@ -22,6 +22,7 @@ from groundwork.settings import REPO_ROOT, Settings, load_settings
 
 __all__ = [
     "assemble_task",
+    "evaluate_task",
     "rollback_task",
     "snapshot_task",
     "validate_task",
@@ -238,6 +239,25 @@ def validate_task(index_file: str, version: str, context: Any) -> dict[str, Any]
     )
     log.info("Data Docs: %s", report.data_docs)
     return {"version": version, "success": report.success, "forced": report.forced, "data_docs": report.data_docs}
+
+
+def evaluate_task(index_file: str, version: str, context: Any) -> dict[str, Any] | None:
+    """The promotion gate: golden queries on the candidate vs the live version (when the index has them)."""
+    from groundwork.embedding import load_embedder
+    from groundwork.evaluation import evaluate_version
+    from groundwork.versions import VersionStore
+
+    cfg = _config(index_file)
+    if cfg.evaluation.golden is None or _is_live(cfg, version):
+        log.info("no evaluation: %s", "no golden queries configured" if cfg.evaluation.golden is None else "live")
+        return None
+    return evaluate_version(
+        cfg,
+        VersionStore(runtime_settings(), cfg.name),
+        version,
+        load_embedder(cfg.embedding),
+        force_reason=_reason(context.get("params") or {}, "force_publish_reason"),
+    )
 
 
 def snapshot_task(index_file: str, version: str) -> dict[str, Any] | None:
