@@ -64,7 +64,7 @@ DOCS = {
     f"{name}.md": f"# {title}\n\n{body}\n"
     for name, title, body in [
         ("bees", "Beekeeping", "Honey bees live in hives. Workers collect nectar and turn it into honey in wax combs."),
-        ("volcano", "Volcanoes", "A volcano erupts when magma rises through the crust; lava and ash bury nearby towns."),
+        ("volcano", "Volcanoes", "A volcano erupts when magma rises through the crust; lava and ash bury towns."),
         ("bread", "Sourdough", "Sourdough is leavened with wild yeast and lactic acid bacteria and baked very hot."),
         ("chess", "Chess openings", "The Sicilian Defence answers 1. e4 with c5; players study pawn structures."),
         ("tides", "Tides", "Tides rise and fall twice a day, pulled by the gravity of the Moon and the Sun."),
