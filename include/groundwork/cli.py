@@ -9,6 +9,7 @@
     groundwork show INDEX [VERSION]         summary of a version (default: the live one)
     groundwork diff INDEX V1 V2             config, documents and chunks that differ
     groundwork eval INDEX [--version V]     retrieval metrics on the index's golden queries
+    groundwork experiment STAGE ...         a stage of the DVC experiment pipeline (dvc.yaml)
     groundwork rollback INDEX VERSION --reason ...   make VERSION live again, without re-embedding
     groundwork unpin INDEX                  refreshes follow the index file again after a rollback
 
@@ -147,6 +148,22 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from groundwork import experiments
+
+    params = Path(args.params)
+    if args.stage == "chunk":
+        result = experiments.chunk_stage(params, Path(args.out))
+    elif args.stage == "embed":
+        result = experiments.embed_stage(params, Path(args.input), Path(args.out), settings)
+    else:
+        result = experiments.evaluate_stage(params, Path(args.input), Path(args.out))
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
 def cmd_diff(settings: Settings, args: argparse.Namespace) -> int:
     from groundwork.diffing import diff_versions
 
@@ -222,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--mode", choices=["dense", "hybrid"])
     ev.add_argument("-k", type=int)
     ev.set_defaults(func=cmd_eval)
+    exp = sub.add_parser("experiment", help="a stage of the DVC experiment pipeline (see dvc.yaml)")
+    exp.add_argument("stage", choices=["chunk", "embed", "evaluate"])
+    exp.add_argument("--params", default="params.yaml")
+    exp.add_argument("--input", help="embed: chunks.parquet; evaluate: embedded.parquet")
+    exp.add_argument("--out", required=True)
+    exp.set_defaults(func=cmd_experiment)
     diff = sub.add_parser("diff", help="config, documents and chunks that differ between two versions")
     diff.add_argument("index")
     diff.add_argument("old")

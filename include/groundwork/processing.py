@@ -31,7 +31,7 @@ from groundwork.partition import partition_document
 from groundwork.sources.skipped import Skipped
 from groundwork.versions import write_json_atomic
 
-__all__ = ["batch_output_paths", "process_batch"]
+__all__ = ["StageTimer", "batch_output_paths", "chunk_document", "process_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def batch_output_paths(batch_path: Path) -> tuple[Path, Path]:
     return out / f"{batch_path.stem}.parquet", out / f"{batch_path.stem}.report.json"
 
 
-class _Timer:
+class StageTimer:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
 
@@ -66,7 +66,7 @@ def process_batch(
 ) -> Path:
     """Turn one batch file into a chunk table; returns the table's path."""
     table_path, report_path = batch_output_paths(batch_path)
-    timer = _Timer()
+    timer = StageTimer()
     stats = CacheStats()
     skipped: list[Skipped] = []
     documents = chunks = 0
@@ -77,7 +77,7 @@ def process_batch(
         for doc in read_documents(batch_path):
             documents += 1
             try:
-                chunks += pending.add_document(_chunk_document(config, doc, embedder, timer), writer)
+                chunks += pending.add_document(chunk_document(config, doc, embedder, timer), writer)
             except (DocumentError, ChunkingError) as exc:
                 error_type = exc.error_type if isinstance(exc, DocumentError) else type(exc).__name__
                 reason = exc.reason if isinstance(exc, DocumentError) else str(exc)
@@ -112,7 +112,7 @@ class _Pending:
     the document leaves nothing of it behind.
     """
 
-    def __init__(self, embedder: Embedder, cache: EmbeddingCache | None, stats: CacheStats, timer: _Timer) -> None:
+    def __init__(self, embedder: Embedder, cache: EmbeddingCache | None, stats: CacheStats, timer: StageTimer) -> None:
         self.embedder, self.cache, self.stats, self.timer = embedder, cache, stats, timer
         self.rows: list[dict[str, Any]] = []
 
@@ -155,8 +155,8 @@ class _Pending:
         return count
 
 
-def _chunk_document(
-    config: IndexConfig, doc: SourceDocument, embedder: Embedder, timer: _Timer
+def chunk_document(
+    config: IndexConfig, doc: SourceDocument, embedder: Embedder, timer: StageTimer
 ) -> Iterator[list[dict[str, Any]]]:
     """Chunk rows of one document, a segment at a time."""
     source = config.source(doc.source)
