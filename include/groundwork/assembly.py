@@ -76,6 +76,8 @@ def assemble(config: IndexConfig, store: VersionStore, plan_path: Path, base: st
     """
     started = time.perf_counter()
     plan = read_plan(plan_path)
+    if plan.dry_run:
+        raise GroundworkError(f"run {plan.run_id} is a dry run: its plan lists changes and is never assembled")
     base = plan.parent if base is None else base
     if base is not None and base != plan.parent:
         base_manifest = store.manifest(base)
@@ -159,6 +161,8 @@ def assemble(config: IndexConfig, store: VersionStore, plan_path: Path, base: st
         source_digests=plan.source_digests,
         rebased_from=plan.parent if base != plan.parent else None,
         forced_delete=plan.forced_delete,
+        window=plan.window,
+        overrides=plan.overrides,
     )
     write_quarantine(store.version_dir(version) / "quarantine.parquet", skipped, plan.run_id)
     store.write_manifest(manifest)

@@ -24,9 +24,11 @@ from groundwork.errors import ConfigError
 
 __all__ = [
     "ChunkingConfig",
+    "ColumnTimePartition",
     "EmbeddingConfig",
     "EnrichmentConfig",
     "FileSourceConfig",
+    "FileTimePartition",
     "IndexConfig",
     "ProcessingConfig",
     "QdrantConfig",
@@ -54,6 +56,49 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_DATE_EXAMPLE = r"(?P<date>\d{4}-\d{2}-\d{2})"
+
+
+class FileTimePartition(_Model):
+    """How a file source is split in time, so that a run with a data interval hashes only that interval's files.
+
+    ``by: modified`` uses each file's modification time; ``by: path`` a date in its path, found with
+    ``pattern`` (a regular expression with a group named ``date``, searched in the path relative to
+    the source folder) and read with ``format`` (``strptime``; naive times are UTC). A file whose
+    path has no date is read by every run.
+    """
+
+    by: Literal["modified", "path"]
+    pattern: str | None = Field(default=None, description="by: path - regex with a (?P<date>...) group")
+    format: str = Field(default="%Y-%m-%d", description="by: path - strptime format of the date group")
+
+    @model_validator(mode="after")
+    def _pattern_for_path(self) -> FileTimePartition:
+        if self.by == "path":
+            if not self.pattern:
+                raise ValueError(f"by: path needs a pattern with a group named date, e.g. {_DATE_EXAMPLE!r}")
+            try:
+                compiled = re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+            if "date" not in compiled.groupindex:
+                raise ValueError(f"pattern must have a group named date, e.g. {_DATE_EXAMPLE!r}")
+        elif self.pattern is not None:
+            raise ValueError("pattern only applies to by: path")
+        return self
+
+
+class ColumnTimePartition(_Model):
+    """How a table or SQL source is split in time: by a timestamp column (``updated_at``, ...).
+
+    A run with a data interval reads only the rows (or groups) whose timestamp falls in it; a row
+    without a timestamp is read only by runs without one (manual runs).
+    """
+
+    by: Literal["column"] = "column"
+    column: str | None = Field(default=None, description="the timestamp column; default: timestamp_column")
+
+
 class _TabularFields(_Model):
     """How rows become documents; shared by table files and SQL queries."""
 
@@ -67,6 +112,22 @@ class _TabularFields(_Model):
         default=None, description="one document per distinct value of these columns instead of per row"
     )
     language: str | None = Field(default=None, description="ISO 639-3 code, e.g. 'eng'; detected if unset")
+    time_partition: ColumnTimePartition | None = Field(
+        default=None, description="read only a run's data interval, by a timestamp column"
+    )
+
+    @property
+    def partition_column(self) -> str | None:
+        """The column a windowed run filters on, or None when the source is not time-partitioned."""
+        if self.time_partition is None:
+            return None
+        return self.time_partition.column or self.timestamp_column
+
+    @model_validator(mode="after")
+    def _partition_column(self) -> _TabularFields:
+        if self.time_partition is not None and not self.partition_column:
+            raise ValueError("time_partition needs a column (or a timestamp_column to default to)")
+        return self
 
     @field_validator("key", "group_by", mode="before")
     @classmethod
@@ -98,6 +159,9 @@ class FileSourceConfig(_Model):
     encoding: str | None = Field(default=None, description="force this encoding for text files")
     fallback_encoding: str = Field(
         default="cp1252", description="text files that are neither UTF-8 nor UTF-16/32 are decoded with this"
+    )
+    time_partition: FileTimePartition | None = Field(
+        default=None, description="read only a run's data interval: by modification time or a date in the path"
     )
 
     @field_validator("encoding", "fallback_encoding")

@@ -72,6 +72,8 @@ class Manifest(BaseModel):
     snapshot: dict[str, Any] | None = Field(default=None, description="DVC tag, git revision and remote")
     rebased_from: str | None = Field(default=None, description="the version the run planned against, if rebased")
     forced_delete: str | None = Field(default=None, description="why the delete breaker was overridden")
+    window: dict[str, str] | None = Field(default=None, description="the run's time window {start, end}, if any")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="the run's overrides of the index file")
 
 
 class LiveState(BaseModel):

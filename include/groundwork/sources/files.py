@@ -5,6 +5,11 @@ are skipped (never followed), as are files of a type unstructured cannot
 partition here and files over the size limit. Hashing streams the bytes, so a
 large file costs I/O, not memory. Parsing happens later, in
 :mod:`groundwork.partition`.
+
+With ``time_partition`` and a run's window, every file is still listed (names
+and sizes: the listing says which documents exist) but only the files of the
+window are hashed and returned: by modification time, or by the date that the
+configured pattern finds in the path (a path without one is read every run).
 """
 
 from __future__ import annotations
@@ -13,15 +18,17 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from groundwork.config import FILE_SUFFIXES, FileSourceConfig
+from groundwork.config import FILE_SUFFIXES, FileSourceConfig, FileTimePartition
 from groundwork.documents import SourceDocument
 from groundwork.errors import SourceError
 from groundwork.sources import Discovery
 from groundwork.sources.skipped import Skipped
+from groundwork.sources.window import TimeWindow
 
 _HASH_BLOCK = 1 << 20
 
@@ -62,14 +69,36 @@ def file_hash(path: Path, salt: bytes = b"") -> str:
     return digest.hexdigest()
 
 
-def discover_files(cfg: FileSourceConfig) -> Discovery:
+def path_time(partition: FileTimePartition, rel: str) -> datetime | None:
+    """The UTC time the partition pattern finds in a relative path, or None (no match, or not a date)."""
+    assert partition.pattern is not None
+    match = re.search(partition.pattern, rel)
+    if match is None or match.group("date") is None:
+        return None
+    try:
+        stamp = datetime.strptime(match.group("date"), partition.format)
+    except ValueError:
+        return None
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def _in_window(partition: FileTimePartition, window: TimeWindow, rel: str, mtime: float) -> bool:
+    if partition.by == "modified":
+        return window.contains(datetime.fromtimestamp(mtime, tz=UTC))
+    stamp = path_time(partition, rel)
+    return stamp is None or window.contains(stamp)
+
+
+def discover_files(cfg: FileSourceConfig, window: TimeWindow | None = None) -> Discovery:
     root = cfg.path
     if not root.is_dir():
         raise SourceError(f"source {cfg.name!r}: folder {root} does not exist or is not a folder")
     if not os.access(root, os.R_OK | os.X_OK):
         raise SourceError(f"source {cfg.name!r}: folder {root} is not readable")
     real_root = root.resolve()
-    found = Discovery(source=cfg.name)
+    partition = cfg.time_partition if window is not None else None
+    existing: set[str] = set()
+    found = Discovery(source=cfg.name, windowed=partition is not None, existing=existing if partition else None)
     salt = _salt(cfg)
     limit = int(cfg.max_file_mb * 1024 * 1024)
     for path in _candidates(cfg, root):
@@ -80,16 +109,21 @@ def discover_files(cfg: FileSourceConfig) -> Discovery:
         if skip is not None:
             found.skipped.append(Skipped(cfg.name, uri, skip[0], skip[1]))
             continue
+        rel = path.relative_to(root).as_posix()
+        doc_id = f"{cfg.name}:{rel}"
         try:
             stat = path.stat()
+            if partition is not None and window is not None:
+                existing.add(doc_id)
+                if not _in_window(partition, window, rel, stat.st_mtime):
+                    continue
             digest = file_hash(path, salt)
         except OSError as exc:
             found.skipped.append(Skipped(cfg.name, uri, type(exc).__name__, str(exc)))
             continue
-        rel = path.relative_to(root).as_posix()
         found.documents.append(
             SourceDocument(
-                doc_id=f"{cfg.name}:{rel}",
+                doc_id=doc_id,
                 source=cfg.name,
                 uri=uri,
                 title=path.stem,

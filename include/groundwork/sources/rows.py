@@ -5,6 +5,10 @@ per line, in input order). Text and title come from ``str.format`` templates
 over named columns; declared metadata columns become chunk metadata; the key
 columns make the id. A row whose key is missing, or that repeats a key, is
 skipped with its reason rather than silently merged.
+
+With a time window, a document of a source partitioned by a timestamp column is
+kept only if its time (the latest of its rows' timestamps) falls in the window:
+a group is read whole or not at all, never as a part of its rows.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from groundwork.documents import SourceDocument
 from groundwork.errors import SourceError
 from groundwork.sources import Discovery
 from groundwork.sources.skipped import Skipped
+from groundwork.sources.window import TimeWindow, as_utc
 
 Tabular = TableSourceConfig | SqlSourceConfig
 
@@ -33,6 +38,8 @@ def required_columns(cfg: Tabular) -> list[str]:
         cols += template_fields(cfg.title)
     if cfg.timestamp_column:
         cols.append(cfg.timestamp_column)
+    if cfg.partition_column:
+        cols.append(cfg.partition_column)
     if cfg.group_by:
         cols += cfg.group_by
     return list(dict.fromkeys(cols))
@@ -67,9 +74,19 @@ def _render(template: str, row: Mapping[str, Any]) -> str:
     return template.format_map({k: "" if v is None else v for k, v in row.items()})
 
 
-def rows_to_documents(cfg: Tabular, rows: Iterable[Mapping[str, Any]], uri_base: str) -> Discovery:
-    """Documents from rows that already passed :func:`check_columns`."""
-    found = Discovery(source=cfg.name)
+def partition_time(cfg: Tabular, rows: Iterable[Mapping[str, Any]]) -> datetime | None:
+    """The latest partition timestamp of a document's rows (UTC), or None when none has one."""
+    column = cfg.partition_column
+    stamps = [s for s in (as_utc(r.get(column)) for r in rows) if s is not None] if column else []
+    return max(stamps) if stamps else None
+
+
+def rows_to_documents(
+    cfg: Tabular, rows: Iterable[Mapping[str, Any]], uri_base: str, window: TimeWindow | None = None
+) -> Discovery:
+    """Documents from rows that already passed :func:`check_columns` (only ``window``'s, when partitioned)."""
+    windowed = window is not None and cfg.partition_column is not None
+    found = Discovery(source=cfg.name, windowed=windowed)
     groups: dict[str, list[dict[str, Any]]] = {}
     for number, raw in enumerate(rows, start=1):
         row = {k: _plain(v) for k, v in raw.items()}
@@ -87,6 +104,10 @@ def rows_to_documents(cfg: Tabular, rows: Iterable[Mapping[str, Any]], uri_base:
             continue
         groups.setdefault(key, []).append(row)
     for key, members in groups.items():
+        if windowed and window is not None:
+            stamp = partition_time(cfg, members)
+            if stamp is None or not window.contains(stamp):
+                continue
         try:
             found.documents.append(_document(cfg, key, members, uri_base))
         except (ValueError, TypeError, KeyError, IndexError) as exc:

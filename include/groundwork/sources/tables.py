@@ -3,6 +3,8 @@
 Parquet is read in record batches of the needed columns only. A CSV row with
 the wrong number of fields is skipped with its line recorded rather than
 failing the file. A missing file is a :class:`~groundwork.errors.SourceError`.
+A file has no index to seek by time: with a window, the whole file is read and
+only the window's documents are kept (see :mod:`groundwork.sources.rows`).
 """
 
 from __future__ import annotations
@@ -19,18 +21,19 @@ from groundwork.errors import SourceError
 from groundwork.sources import Discovery
 from groundwork.sources.rows import check_columns, required_columns, rows_to_documents
 from groundwork.sources.skipped import Skipped
+from groundwork.sources.window import TimeWindow
 
 _BATCH_ROWS = 10_000
 
 
-def discover_table(cfg: TableSourceConfig) -> Discovery:
+def discover_table(cfg: TableSourceConfig, window: TimeWindow | None = None) -> Discovery:
     path = cfg.path
     if not path.is_file():
         raise SourceError(f"source {cfg.name!r}: table file {path} does not exist")
     ragged: list[Skipped] = []
     try:
         rows = _parquet_rows(cfg) if cfg.table_format == "parquet" else _csv_rows(cfg, ragged)
-        found = rows_to_documents(cfg, rows, uri_base=str(path))
+        found = rows_to_documents(cfg, rows, uri_base=str(path), window=window)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SourceError(f"source {cfg.name!r}: cannot read {path}: {exc}") from exc
     found.skipped[:0] = ragged
