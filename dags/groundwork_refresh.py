@@ -14,6 +14,21 @@ the count, moves the alias `<index>` atomically and prunes old collections.
 Tasks pass file paths, never data. Unparseable documents are skipped with
 their reason (see the `plan`, `process` and `assemble` logs). One DAG is
 generated per index file in `include/indexes/` (or `$GROUNDWORK_INDEXES`).
+
+**Schedule and backfills.** The index's `schedule` becomes a data-interval
+timetable: each scheduled or backfill run has a window (its data interval) and
+reads only that window from time-partitioned sources (`time_partition` in the
+index file); other sources are read whole. Runs triggered from the UI, the
+REST API or the CLI read everything (a window is what a backfill is for).
+Backfill from the **Backfill** dialog: any date range, any reprocess behaviour,
+several runs at once (overlapping runs are rebased, none loses another's
+changes); the result equals a full rebuild over the same data.
+
+**Trigger form.** *Force re-processing*, *Sources* (a subset), *Chunking
+strategy* and *Chunking settings* (this run only; recorded in the manifest),
+*Dry run* (the `plan` log lists what would be new, changed and deleted; nothing
+is built or published), and the reasons that let a run past the quality gate or
+the delete circuit breaker.
 """
 
 from __future__ import annotations
@@ -21,15 +36,71 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, get_args
 
-from airflow.sdk import DAG, Asset, Param, TriggerRule, dag, get_current_context, task
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, TriggerRule, dag, get_current_context, task
 
-from groundwork.config import IndexConfig, discover_index_files, load_index
+from groundwork.config import ChunkingConfig, IndexConfig, discover_index_files, load_index
 from groundwork.errors import ConfigError
 from groundwork.settings import load_settings
 from groundwork_airflow import index_asset_uri
 
 DEFAULT_ARGS = {"owner": "groundwork", "retries": 2, "retry_delay": timedelta(seconds=20)}
+CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
+STRATEGIES: list[str] = list(get_args(ChunkingConfig.model_fields["strategy"].annotation))
+STRATEGY_LABELS = {
+    "by_title": "by_title: sections under their titles, sizes in characters",
+    "basic": "basic: fill chunks up to max_characters, ignoring titles",
+    "tokens": "tokens: fixed windows of max_tokens model tokens",
+}
+
+
+def refresh_schedule(schedule: str | None) -> Any:
+    """A cron expression or preset becomes a data-interval timetable (each run gets a window); others pass as is."""
+    if schedule is None or (schedule.startswith("@") and schedule not in CRON_PRESETS):
+        return schedule  # None, @once, @continuous
+    return CronDataIntervalTimetable(schedule, timezone="UTC")
+
+
+def refresh_params(cfg: IndexConfig) -> dict[str, Param]:
+    """The trigger form. JSON-schema checks (unknown source, unknown strategy or setting) reject a bad form
+    before a run is created; the plan task checks the rest (e.g. overlap vs size) before any work."""
+    chunking_fields = {
+        name: {k: v for k, v in schema.items() if k not in ("default", "title")}
+        for name, schema in ChunkingConfig.model_json_schema()["properties"].items()
+        if name != "strategy"
+    }
+    own = cfg.chunking
+    return {
+        "force": Param(False, type="boolean", title="Force re-processing",
+                       description="Re-process every document this run reads, ignoring content hashes "
+                       "(the embedding cache still spares texts it has seen)."),
+        "sources": Param(None, type=["array", "null"], examples=cfg.source_names,
+                         items={"type": "string", "enum": cfg.source_names}, uniqueItems=True,
+                         title="Sources", description="Only these sources; the others are carried over "
+                         "unchanged. Empty: all sources."),
+        "chunking_strategy": Param(None, type=["null", "string"], enum=[None, *STRATEGIES],
+                                   values_display={None: f"the index's own ({own.strategy})", **STRATEGY_LABELS},
+                                   title="Chunking strategy",
+                                   description="Override the index's chunking strategy for this run only (every "
+                                   "document is re-chunked; all sources must be included). Recorded in the "
+                                   "version's manifest; the next scheduled run goes back to the index file."),
+        "chunking_settings": Param(None, type=["object", "null"], properties=chunking_fields,
+                                   additionalProperties=False, title="Chunking settings",
+                                   description="Override chunking settings for this run only, as JSON, e.g. "
+                                   '{"max_characters": 600, "new_after_n_chars": 500} or {"max_tokens": 128}. '
+                                   f"Allowed: {', '.join(chunking_fields)}."),
+        "dry_run": Param(False, type="boolean", title="Dry run",
+                         description="Plan only: the plan task's log lists the documents that would be new, "
+                         "changed and deleted. Nothing is built or published."),
+        "force_publish_reason": Param(None, type=["null", "string"],
+                                      title="Publish past a failed quality gate: reason",
+                                      description="Leave empty to let the gate block. Recorded in the manifest."),
+        "force_delete_reason": Param(None, type=["null", "string"], title="Delete past the circuit breaker: reason",
+                                     description="Leave empty to let the breaker block a run that deletes more "
+                                     f"than {cfg.processing.max_delete_share:.0%} of the documents. Recorded in "
+                                     "the manifest."),
+    }  # fmt: skip
 
 
 def build_refresh_dag(index_file: Path, cfg: IndexConfig) -> DAG:
@@ -37,7 +108,7 @@ def build_refresh_dag(index_file: Path, cfg: IndexConfig) -> DAG:
 
     @dag(
         dag_id=f"groundwork_refresh__{cfg.name}",
-        schedule=cfg.schedule,
+        schedule=refresh_schedule(cfg.schedule),
         start_date=datetime(2026, 1, 1),
         catchup=False,
         max_active_runs=1,
@@ -46,18 +117,8 @@ def build_refresh_dag(index_file: Path, cfg: IndexConfig) -> DAG:
         auto_register=False,
         tags=["groundwork", "refresh", *cfg.tags],
         doc_md=f"{__doc__}\n\n**Index `{cfg.name}`**: {cfg.description}\n\nDefinition: `{path}`",
-        params={
-            "force": Param(False, type="boolean", title="Force re-processing",
-                           description="Re-process every document, ignoring content hashes."),
-            "sources": Param([], type="array", items={"type": "string", "enum": cfg.source_names},
-                             title="Sources", description="Only these sources (empty: all)."),
-            "force_publish_reason": Param("", type="string", title="Publish past a failed quality gate: reason",
-                                          description="Leave empty to let the gate block. Recorded in the manifest."),
-            "force_delete_reason": Param("", type="string", title="Delete past the circuit breaker: reason",
-                                         description="Leave empty to let the breaker block a run that deletes more "
-                                         f"than {cfg.processing.max_delete_share:.0%} of the documents."),
-        },
-    )  # fmt: skip
+        params=refresh_params(cfg),
+    )
     def refresh() -> None:
         @task
         def plan() -> list[str]:
@@ -93,7 +154,7 @@ def build_refresh_dag(index_file: Path, cfg: IndexConfig) -> DAG:
         def snapshot(version: str) -> str:
             from groundwork_airflow import snapshot_task
 
-            snapshot_task(path, version)
+            snapshot_task(path, version, get_current_context())
             return version
 
         @task(outlets=[Asset(index_asset_uri(cfg.name), group="groundwork")])

@@ -31,6 +31,8 @@ __all__ = [
     "process_task",
     "publish_task",
     "resolve_connection",
+    "run_options",
+    "run_window",
     "runtime_settings",
     "server_connection",
 ]
@@ -140,6 +142,13 @@ def _config(index_file: str) -> Any:
     return effective_config(load_index(Path(index_file)), runtime_settings())
 
 
+def _run_config(index_file: str, plan_path: Path) -> Any:
+    """The config the run's plan froze (its overrides included); the index's for plans that froze none."""
+    from groundwork.planning import read_plan, run_config
+
+    return run_config(read_plan(plan_path), Path(index_file)) or _config(index_file)
+
+
 def _reason(params: dict[str, Any], key: str) -> str | None:
     value = str(params.get(key) or "").strip()
     return value or None
@@ -151,33 +160,115 @@ def _trigger(context: Any) -> str:
     return str(getattr(run_type, "value", run_type) or "manual")
 
 
+def _build_time(context: Any) -> Any:
+    """When the run's version is built: a backfill run's start (its run_after is its interval's end, in the past),
+    else run_after, which runs triggered from the UI, the API or the CLI have although they have no logical date."""
+    dag_run = context["dag_run"]
+    if _trigger(context) == "backfill" and getattr(dag_run, "start_date", None):
+        return dag_run.start_date
+    return getattr(dag_run, "run_after", None) or context.get("logical_date")
+
+
+WINDOWED_RUN_TYPES = ("scheduled", "backfill")
+
+
+def run_window(context: Any) -> Any:
+    """The data interval of a scheduled or backfill run as a TimeWindow; None for every other run.
+
+    Runs triggered from the UI, the REST API or the CLI read their sources whole: most have no data
+    interval, and the one the UI's trigger form infers from its pre-filled logical date (the last
+    complete interval) is not a window the operator chose. A window is asked for with a backfill.
+    """
+    from groundwork.sources.window import TimeWindow
+
+    if _trigger(context) not in WINDOWED_RUN_TYPES:
+        return None
+    return TimeWindow.from_interval(context.get("data_interval_start"), context.get("data_interval_end"))
+
+
+def run_options(cfg: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The trigger form's options, checked against the index before any work; ConfigError says what is wrong."""
+    from groundwork.errors import ConfigError
+    from groundwork.planning import select_sources
+
+    sources = params.get("sources") or None
+    if sources is not None and (not isinstance(sources, list) or not all(isinstance(s, str) for s in sources)):
+        raise ConfigError(f"param 'sources' must be a list of source names, got {sources!r}")
+    if sources:
+        select_sources(cfg, sources)
+    chunking: dict[str, Any] = {}
+    settings = params.get("chunking_settings")
+    if settings:
+        if not isinstance(settings, dict):
+            raise ConfigError(f"param 'chunking_settings' must be a JSON object, got {settings!r}")
+        chunking.update(settings)
+    strategy = params.get("chunking_strategy")
+    if strategy:
+        chunking["strategy"] = strategy
+    return {
+        "sources": sources,
+        "chunking": chunking,
+        "force": bool(params.get("force", False)),
+        "dry_run": bool(params.get("dry_run", False)),
+        "force_delete_reason": _reason(params, "force_delete_reason"),
+    }
+
+
 def plan_task(index_file: str, context: Any) -> list[str]:
-    """Discover and diff; returns the batch files to process (one mapped task each)."""
+    """Check the run's options, discover and diff; returns the batch files to process (one mapped task each).
+
+    A bad option (unknown source, invalid chunking override, a subset where everything must be
+    re-processed) or a tripped delete breaker fails the run at once, without retries: retrying cannot help.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
     from groundwork.embedding import load_embedder
-    from groundwork.planning import plan_run, read_plan
+    from groundwork.errors import ConfigError, DeleteBreakerTripped
+    from groundwork.planning import plan_run, read_plan, with_overrides
     from groundwork.versions import VersionStore
 
-    cfg = _config(index_file)
     params = context.get("params") or {}
-    dag_run = context["dag_run"]
-    # Runs triggered from the UI, the API or the CLI have no logical date: run_after always exists.
-    build_time = getattr(dag_run, "run_after", None) or context.get("logical_date")
-    path = plan_run(
-        cfg,
-        VersionStore(runtime_settings(), cfg.name),
-        run_id=context["run_id"],
-        embedder=load_embedder(cfg.embedding),
-        build_time=build_time,
-        trigger=_trigger(context),
-        sources=params.get("sources") or None,
-        force=bool(params.get("force", False)),
-        force_delete_reason=_reason(params, "force_delete_reason"),
-        resolve_connection=resolve_connection,
-    )
+    try:
+        cfg = _config(index_file)
+        options = run_options(cfg, params)
+        cfg = with_overrides(cfg, chunking=options["chunking"])
+    except ConfigError as exc:
+        raise AirflowFailException(str(exc)) from None
+    window = run_window(context)
+    log.info(
+        "run %s (%s): %s", context["run_id"], _trigger(context),
+        f"window {window}" if window else "no data interval: every source is read whole",
+    )  # fmt: skip
+    try:
+        path = plan_run(
+            cfg,
+            VersionStore(runtime_settings(), cfg.name),
+            run_id=context["run_id"],
+            embedder=load_embedder(cfg.embedding),
+            build_time=_build_time(context),
+            trigger=_trigger(context),
+            sources=options["sources"],
+            force=options["force"],
+            force_delete_reason=options["force_delete_reason"],
+            resolve_connection=resolve_connection,
+            window=window,
+            dry_run=options["dry_run"],
+            overrides={"chunking": options["chunking"]} if options["chunking"] else None,
+        )
+    except (ConfigError, DeleteBreakerTripped) as exc:
+        raise AirflowFailException(str(exc)) from None
     plan = read_plan(path)
     log.info("plan %s: %s; %d batch(es)", path, plan.counts, len(plan.batches))
     for item in plan.skipped:
         log.warning("skipped %s: %s: %s", item["uri"], item["error_type"], item["message"])
+    if plan.dry_run:
+        changes = plan.changes()
+        log.info(
+            "DRY RUN: %s new, %s changed, %s deleted, %s unchanged; nothing will be built or published",
+            len(changes["new"]), len(changes["changed"]), len(changes["deleted"]), plan.counts["unchanged"],
+        )  # fmt: skip
+        for kind, ids in changes.items():
+            log.info("%s (%d):%s", kind, len(ids), "".join(f"\n  {doc_id}" for doc_id in ids) or " none")
     return plan.batches
 
 
@@ -185,28 +276,43 @@ def process_task(index_file: str, batch: str) -> str:
     """Partition, chunk, enrich and embed one batch; returns its chunk table's path."""
     from groundwork.embedding import load_embedder
     from groundwork.embedding_cache import EmbeddingCache
+    from groundwork.planning import plan_path_of_batch
     from groundwork.processing import process_batch
 
-    cfg = _config(index_file)
+    cfg = _run_config(index_file, plan_path_of_batch(Path(batch)))
     settings = runtime_settings()
     return str(process_batch(cfg, Path(batch), load_embedder(cfg.embedding), EmbeddingCache(settings.cache_path)))
 
 
-def _plan_path(cfg: Any, context: Any) -> Path:
+def _planned(index_file: str, context: Any) -> tuple[Any, Path]:
+    """(the run's config, its plan's path). An index is named after its file."""
     from groundwork.versions import VersionStore
 
-    return VersionStore(runtime_settings(), cfg.name).run_dir(context["run_id"]) / "plan.json"
+    path = VersionStore(runtime_settings(), Path(index_file).stem).run_dir(context["run_id"]) / "plan.json"
+    return _run_config(index_file, path), path
 
 
 def assemble_task(index_file: str, context: Any) -> str:
-    """Write the candidate version from the batch outputs; returns its version id."""
+    """Write the candidate version from the batch outputs; returns its version id.
+
+    Skips the rest of the run (nothing is built or published) for a dry run, and for a windowed
+    run of an index without any version yet whose window holds no document.
+    """
+    from airflow.sdk.exceptions import AirflowSkipException
+
     from groundwork.assembly import assemble
     from groundwork.pipeline import summarize
+    from groundwork.planning import read_plan
     from groundwork.versions import VersionStore
 
-    cfg = _config(index_file)
+    cfg, plan_path = _planned(index_file, context)
+    plan = read_plan(plan_path)
+    if plan.dry_run:
+        raise AirflowSkipException("dry run: the plan task's log lists the changes; nothing is built or published")
+    if plan.parent is None and plan.window is not None and not plan.processed:
+        raise AirflowSkipException(f"the window {plan.window} holds no document and the index has no version yet")
     store = VersionStore(runtime_settings(), cfg.name)
-    result = assemble(cfg, store, _plan_path(cfg, context))
+    result = assemble(cfg, store, plan_path)
     log.info("run summary\n%s", summarize(result.manifest, result.created))
     return result.version
 
@@ -224,11 +330,11 @@ def validate_task(index_file: str, version: str, context: Any) -> dict[str, Any]
     from groundwork.validation import validate_version
     from groundwork.versions import VersionStore
 
-    cfg = _config(index_file)
+    cfg, plan_path = _planned(index_file, context)
     if _is_live(cfg, version):
         log.info("version %s is already live: nothing to validate", version)
         return {"version": version, "success": True, "skipped": True}
-    plan = read_plan(_plan_path(cfg, context))
+    plan = read_plan(plan_path)
     report = validate_version(
         cfg,
         VersionStore(runtime_settings(), cfg.name),
@@ -260,11 +366,11 @@ def evaluate_task(index_file: str, version: str, context: Any) -> dict[str, Any]
     )
 
 
-def snapshot_task(index_file: str, version: str) -> dict[str, Any] | None:
+def snapshot_task(index_file: str, version: str, context: Any = None) -> dict[str, Any] | None:
     """Record the validated candidate in the DVC registry before its alias moves."""
     from groundwork.lifecycle import snapshot_version
 
-    cfg = _config(index_file)
+    cfg = _planned(index_file, context)[0] if context is not None else _config(index_file)
     if _is_live(cfg, version):
         log.info("version %s is already live: its snapshot exists", version)
         return None
@@ -276,13 +382,13 @@ def publish_task(index_file: str, version: str, context: Any) -> dict[str, Any]:
     from groundwork.publishing import commit_version
     from groundwork.vectorstore import resolve_target
 
-    cfg = _config(index_file)
+    cfg, plan_path = _planned(index_file, context)
     settings = runtime_settings()
     target = resolve_target(cfg.qdrant, settings, server_connection(cfg.qdrant.connection_id))
     result = commit_version(
         cfg,
         settings,
-        _plan_path(cfg, context),
+        plan_path,
         version,
         target,
         force_reason=_reason(context.get("params") or {}, "force_publish_reason"),

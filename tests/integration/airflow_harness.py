@@ -81,6 +81,8 @@ def airflow_env(
         if not k.startswith("AIRFLOW__") and k not in {"AIRFLOW_HOME", "AIRFLOW_CONFIG"}
     }
     env.update(OFFLINE_ENV)
+    # Airflow's processes import this checkout's core and glue, whatever the venv's editable install points at.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT / "include"), env.get("PYTHONPATH")) if p)
     base_url = f"http://127.0.0.1:{port}"
     env.update(
         {
