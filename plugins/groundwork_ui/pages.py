@@ -85,6 +85,7 @@ def _badge(text: str, kind: str, title: str | None = None) -> str:
 
 _GATE_KIND = {"passed": "ok", "forced": "warn", "rejected": "bad", "disabled": "neutral", "unchecked": "neutral"}
 _EVAL_KIND = {"passed": "ok", "forced": "warn", "regressed": "bad"}
+_METRIC_ORDER = ("hit", "recall", "mrr", "ndcg")
 
 
 def _when(iso: str | None) -> str:
@@ -96,15 +97,18 @@ def _when(iso: str | None) -> str:
     return f"{text} UTC"
 
 
-def _metrics(evaluation: dict[str, Any] | None, *, compact: bool = False) -> str:
+def _metrics(evaluation: dict[str, Any] | None, golden: bool, *, compact: bool = False) -> str:
     if not evaluation:
-        return '<span class="muted">no golden queries</span>'
+        why = "not evaluated" if golden else "no golden queries"
+        return f'<span class="muted">{why}</span>'
     k = evaluation.get("k")
-    parts = [f"{_e(m)}@{_e(k)} {float(v):.3f}" for m, v in evaluation["metrics"].items() if isinstance(v, int | float)]
+    metrics = evaluation["metrics"]
+    order = [m for m in _METRIC_ORDER if m in metrics] + sorted(set(metrics) - set(_METRIC_ORDER))
+    parts = [f"{_e(m)}@{_e(k)} {float(metrics[m]):.3f}" for m in order if isinstance(metrics[m], int | float)]
     badge = _badge(evaluation["verdict"], _EVAL_KIND.get(evaluation["verdict"], "neutral"))
-    text = f'{badge} <span class="mono">{" · ".join(parts)}</span>'
     if compact:
-        return text
+        return f'{badge} <span class="mono">{" · ".join(parts)}</span>'
+    text = f'{badge}<br><span class="mono">{"<br>".join(parts)}</span>'
     if evaluation.get("live_version"):
         text += f"<br><small>against live {_e(evaluation['live_version'])}</small>"
     if evaluation.get("regressions"):
@@ -149,7 +153,7 @@ def list_page(indexes: list[dict[str, Any]], links: Links, *, nonce: str, user: 
             last = (
                 f"<code>{_e(latest['version'])}</code> <small>{_e(latest['trigger'])}, "
                 f"{_e(_when(latest['created_at']))}</small><br>gate {_badge(gate, _GATE_KIND.get(gate, 'neutral'))}"
-                f" evaluation {_metrics(latest['evaluation'], compact=True)}"
+                f" evaluation {_metrics(latest['evaluation'], latest['golden_queries'], compact=True)}"
             )
         else:
             last = '<span class="muted">never built</span>'
@@ -231,9 +235,9 @@ def _version_row(row: dict[str, Any], index: str, links: Links) -> str:
     chunks = _counts(row["chunks"], ("embedded", "carried", "reused"))
     css = ' class="live"' if row.get("live") else ""
     return (
-        f'<tr{css} id="v-{_e(row["version"])}"><td>{head}</td><td>{created}</td><td>{config_cell}</td>'
+        f'<tr{css} id="v-{_e(row["version"])}"><td class="version">{head}</td><td>{created}</td><td>{config_cell}</td>'
         f"<td>{docs}</td><td>{chunks}</td><td>{_gate_cell(row, index, links)}</td>"
-        f"<td>{_metrics(row['evaluation'])}</td><td>{_rollback_cell(row)}</td></tr>"
+        f"<td>{_metrics(row['evaluation'], row['config']['golden_queries'])}</td><td>{_rollback_cell(row)}</td></tr>"
     )
 
 

@@ -119,6 +119,7 @@ def config_of(manifest: Manifest) -> dict[str, Any]:
         "precision": precision,
         "search_mode": search_mode,
         "overrides": manifest.overrides,
+        "golden_queries": bool((cfg.get("evaluation") or {}).get("golden")),
         "summary": summary,
     }
 
@@ -206,6 +207,7 @@ def _latest(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
                 "trigger": row["trigger"],
                 "gate": row["gate"]["verdict"],
                 "evaluation": row["evaluation"],
+                "golden_queries": row["config"]["golden_queries"],
             }
     return None
 

@@ -206,6 +206,7 @@ def test_index_page_shows_versions_live_marker_gate_pin_and_audit(client: Any, w
     assert 'name="reason" required' in v2
     assert "<form" not in live and "live now" in live
     assert "<form" not in rejected and "never live" in rejected
+    assert "not evaluated" in rejected, "the quality gate stopped its run before the golden queries"
 
     # The pin banner and the audit log of the rollback.
     assert f"pinned to <code>{world.v1}</code>" in page and "groundwork unpin demo" in page
