@@ -27,10 +27,10 @@ export SCARF_NO_ANALYTICS := true
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo airflow-init up test test-fast lint bench lock clean
+.PHONY: help install demo airflow-init up test test-fast test-e2e lint bench lock clean
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "groundwork needs Python 3.11 ($(PYTHON) not found); set PYTHON=..."; exit 1; }
@@ -65,6 +65,9 @@ test: install ## Run the whole test suite
 
 test-fast: install ## Unit and DAG tests only (no Airflow runs, no real model)
 	$(BIN)/python -m pytest -m "not airflow and not model" $(PYTEST_ARGS)
+
+test-e2e: install ## Backfills and UI runs through a real Airflow (REST API, headless Chromium)
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check .
