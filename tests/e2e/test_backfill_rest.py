@@ -8,13 +8,14 @@ One index (``rest_docs``) with two time-partitioned sources: notes dated by thei
 2. ``POST /api/v2/backfills`` over three days, three runs at once: each run reads its own day, the runs
    overlap and rebase onto each other, and the index ends up holding every day's documents;
 3. a run triggered with params (a dry run with a chunking override) plans, lists and publishes nothing;
-4. a run triggered without params (no logical date, no data interval) reads everything and finds nothing
+4. a run triggered from the CLI (no logical date, no data interval) reads everything and finds nothing
    to do: the backfill already equals a full rebuild, which step 5 checks point by point against a full
    rebuild of the same data in this process.
 """
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
 import time
 from itertools import combinations
@@ -29,7 +30,7 @@ from groundwork.pipeline import run_index
 from groundwork.settings import Settings
 from groundwork.vectorstore import QdrantTarget
 from tests.e2e.conftest import E2E, day
-from tests.integration.airflow_harness import readable_log
+from tests.integration.airflow_harness import AIRFLOW, readable_log
 
 pytestmark = [pytest.mark.airflow, pytest.mark.model]
 
@@ -131,11 +132,15 @@ def test_rest_backfill_and_runs_with_params(e2e: E2E, tmp_path: Any) -> None:
     assert '"strategy": "tokens"' in plan.read_text()
     e2e.lap("rest: dry run", started)
 
-    # 4. A run with no logical date reads everything: nothing is new, the live version stays.
+    # 4. A run triggered from the CLI (no logical date) reads everything: nothing is new, the live version stays.
     started = time.perf_counter()
-    full = af.trigger(DAG_ID)
+    full = "cli__full_read"
+    cli = subprocess.run([AIRFLOW, "dags", "trigger", DAG_ID, "--run-id", full], env=af.env, cwd=af.home,
+                         capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
+    assert cli.returncode == 0, cli.stdout + cli.stderr
     run = af.wait_for_run(DAG_ID, full, timeout_s=240)
     assert run["logical_date"] is None and run["data_interval_start"] is None
+    assert "no data interval: every source is read whole" in readable_log(af.task_log(DAG_ID, full, "plan", 1))
     assert e2e.live(INDEX) == live, "the backfill left something a full read changes"
     e2e.lap("rest: full run", started)
 
