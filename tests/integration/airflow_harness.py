@@ -81,8 +81,6 @@ def airflow_env(
         if not k.startswith("AIRFLOW__") and k not in {"AIRFLOW_HOME", "AIRFLOW_CONFIG"}
     }
     env.update(OFFLINE_ENV)
-    # Airflow's processes import this checkout's core and glue, whatever the venv's editable install points at.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT / "include"), env.get("PYTHONPATH")) if p)
     base_url = f"http://127.0.0.1:{port}"
     env.update(
         {
@@ -110,6 +108,10 @@ def airflow_env(
         empty.mkdir(exist_ok=True)
         env["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(empty)
     env.update(extra or {})
+    # Airflow's processes import this checkout's core and glue, whatever the venv's editable install points at.
+    include = str(REPO_ROOT / "include")
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != include]
+    env["PYTHONPATH"] = os.pathsep.join([include, *paths])
     return env
 
 
