@@ -237,7 +237,7 @@ def plan_task(index_file: str, context: Any) -> list[str]:
     window = run_window(context)
     log.info(
         "run %s (%s): %s", context["run_id"], _trigger(context),
-        f"window {window}" if window else "no data interval: every source is read whole",
+        f"window {window}" if window else "no window (not a scheduled or backfill run): every source is read whole",
     )  # fmt: skip
     try:
         path = plan_run(

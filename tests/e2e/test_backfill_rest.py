@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.airflow, pytest.mark.model]
 INDEX = "rest_docs"
 DAG_ID = f"groundwork_refresh__{INDEX}"
 DAYS = [day(-7), day(-6), day(-5)]
+READ_WHOLE = "no window (not a scheduled or backfill run): every source is read whole"
 NOTES = {
     0: ("beekeeping.md", "# Beekeeping\n\nWorker bees collect nectar and turn it into honey in wax combs."),
     1: ("volcanoes.md", "# Volcanoes\n\nA volcano erupts when magma rises through the crust; lava and ash follow."),
@@ -126,7 +127,7 @@ def test_rest_backfill_and_runs_with_params(e2e: E2E, tmp_path: Any) -> None:
     assert {states[t] for t in ("process", "assemble", "validate", "snapshot", "publish")} == {"skipped"}
     log = readable_log(af.task_log(DAG_ID, dry, "plan", 1))
     assert "DRY RUN: 0 new, 6 changed, 0 deleted" in log, log[-3000:]
-    assert "no data interval: every source is read whole" in log
+    assert READ_WHOLE in log
     assert e2e.live(INDEX) == live and len(store.versions()) == len(manifests)
     plan = store.run_dir(dry) / "plan.json"
     assert '"strategy": "tokens"' in plan.read_text()
@@ -140,7 +141,7 @@ def test_rest_backfill_and_runs_with_params(e2e: E2E, tmp_path: Any) -> None:
     assert cli.returncode == 0, cli.stdout + cli.stderr
     run = af.wait_for_run(DAG_ID, full, timeout_s=240)
     assert run["logical_date"] is None and run["data_interval_start"] is None
-    assert "no data interval: every source is read whole" in readable_log(af.task_log(DAG_ID, full, "plan", 1))
+    assert READ_WHOLE in readable_log(af.task_log(DAG_ID, full, "plan", 1))
     assert e2e.live(INDEX) == live, "the backfill left something a full read changes"
     e2e.lap("rest: full run", started)
 
