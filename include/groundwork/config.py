@@ -26,6 +26,7 @@ __all__ = [
     "ChunkingConfig",
     "ColumnTimePartition",
     "EmbeddingConfig",
+    "EvaluationConfig",
     "EnrichmentConfig",
     "FileSourceConfig",
     "FileTimePartition",
@@ -351,6 +352,15 @@ class ValidationConfig(_Model):
         return self
 
 
+class EvaluationConfig(_Model):
+    """Golden queries and the promotion gate (see :mod:`groundwork.evaluation`)."""
+
+    golden: Path | None = Field(default=None, description="golden query file (YAML or JSON Lines)")
+    k: int = Field(default=10, gt=0, le=100)
+    mode: Literal["dense", "hybrid"] = "dense"
+    tolerance: float = Field(default=0.02, ge=0, le=1, description="largest allowed drop of any mean metric")
+
+
 class RetentionConfig(_Model):
     """How many versions stay in Qdrant for instant rollback (older ones stay restorable from DVC)."""
 
@@ -394,6 +404,8 @@ class IndexConfig(_Model):
     processing: ProcessingConfig = ProcessingConfig()
     validation: ValidationConfig = ValidationConfig()
     retention: RetentionConfig = RetentionConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    search_mode: Literal["dense", "hybrid"] = Field(default="dense", description="default mode of groundwork search")
     snapshots: SnapshotConfig = SnapshotConfig()
     tags: list[str] = Field(default_factory=list)
     source_file: Path | None = Field(default=None, exclude=True)
@@ -477,6 +489,9 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     qdrant = raw.get("qdrant")
     if isinstance(qdrant, dict) and isinstance(qdrant.get("path"), str):
         qdrant["path"] = str((base / qdrant["path"]).resolve())
+    evaluation = raw.get("evaluation")
+    if isinstance(evaluation, dict) and isinstance(evaluation.get("golden"), str):
+        evaluation["golden"] = str((base / evaluation["golden"]).resolve())
     return raw
 
 

@@ -31,6 +31,27 @@ __all__ = ["HTML_DEPTH_LIMIT", "ZIP_SUFFIXES", "check_file", "decode_text", "det
 ZIP_SUFFIXES = {".docx", ".pptx", ".xlsx", ".epub", ".odt"}
 HTML_DEPTH_LIMIT = 255  # libxml2's default maximum depth (lxml without huge_tree)
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
+# Elements whose end tag HTML lets authors omit (``<p>a<p>b``, ``<li>x<li>y``, ``<td>1<td>2``): a new
+# element of the same group closes the open one, unless a scope boundary lies between them.
+_IMPLIED_END: dict[str, tuple[set[str], set[str]]] = {
+    "li": ({"li"}, {"ul", "ol", "menu"}),
+    "dt": ({"dt", "dd"}, {"dl"}),
+    "dd": ({"dt", "dd"}, {"dl"}),
+    "tr": ({"tr"}, {"table", "thead", "tbody", "tfoot"}),
+    "td": ({"td", "th"}, {"tr", "table"}),
+    "th": ({"td", "th"}, {"tr", "table"}),
+    "thead": ({"thead", "tbody", "tfoot"}, {"table"}),
+    "tbody": ({"thead", "tbody", "tfoot"}, {"table"}),
+    "tfoot": ({"thead", "tbody", "tfoot"}, {"table"}),
+    "option": ({"option"}, {"select", "datalist", "optgroup"}),
+    "optgroup": ({"optgroup", "option"}, {"select"}),
+}
+# Block elements whose start closes an open <p>.
+_CLOSES_P = {
+    "address", "article", "aside", "blockquote", "details", "dialog", "div", "dl", "fieldset", "figcaption",
+    "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hgroup", "hr", "main", "menu",
+    "nav", "ol", "p", "pre", "section", "table", "ul",
+}  # fmt: skip
 _BOMS = [
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -86,19 +107,38 @@ def _check_zip(path: Path, limit: int) -> None:
 
 
 class _DepthScanner(HTMLParser):
+    """Tracks the open elements as a browser (or lxml) would: omitted end tags are implied."""
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=False)
-        self.depth = 0
+        self.stack: list[str] = []
         self.max_depth = 0
 
+    def _close_back_to(self, names: set[str], boundary: set[str]) -> None:
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i] in boundary:
+                return
+            if self.stack[i] in names:
+                del self.stack[i:]
+                return
+
     def handle_starttag(self, tag: str, attrs: object) -> None:
-        if tag not in _VOID:
-            self.depth += 1
-            self.max_depth = max(self.max_depth, self.depth)
+        if tag in _VOID:
+            return
+        if tag in _CLOSES_P:
+            self._close_back_to({"p"}, {"div", "td", "th", "li", "table", "button", "body"})
+        if tag in _IMPLIED_END:
+            self._close_back_to(*_IMPLIED_END[tag])
+        self.stack.append(tag)
+        self.max_depth = max(self.max_depth, len(self.stack))
 
     def handle_endtag(self, tag: str) -> None:
-        if tag not in _VOID:
-            self.depth = max(0, self.depth - 1)
+        # Closes the nearest open element of that name and everything left open inside it;
+        # a stray end tag closes nothing.
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i] == tag:
+                del self.stack[i:]
+                return
 
 
 def _check_html_depth(path: Path) -> None:
