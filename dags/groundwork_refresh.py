@@ -6,7 +6,8 @@ and diffs them against the live version; **process** partitions, chunks,
 enriches and embeds each batch of new or changed documents (one mapped task per
 batch); **assemble** writes the candidate version (unchanged documents are
 carried over with their vectors); **validate** runs the Great Expectations
-quality gate (its Data Docs path is in the log); **snapshot** records the
+quality gate (its Data Docs path is in the log); **evaluate** compares the
+candidate with the live version on the index's golden queries (if any); **snapshot** records the
 candidate in the DVC registry; **publish** uploads collection
 `<index>__<version>` (rebased first if another run went live meanwhile), checks
 the count, moves the alias `<index>` atomically and prunes old collections.
@@ -151,6 +152,13 @@ def build_refresh_dag(index_file: Path, cfg: IndexConfig) -> DAG:
             return version
 
         @task
+        def evaluate(version: str) -> str:
+            from groundwork_airflow import evaluate_task
+
+            evaluate_task(path, version, get_current_context())
+            return version
+
+        @task
         def snapshot(version: str) -> str:
             from groundwork_airflow import snapshot_task
 
@@ -163,7 +171,7 @@ def build_refresh_dag(index_file: Path, cfg: IndexConfig) -> DAG:
 
             return publish_task(path, version, get_current_context())
 
-        publish(snapshot(validate(assemble(process.expand(batch=plan())))))
+        publish(snapshot(evaluate(validate(assemble(process.expand(batch=plan()))))))
 
     return refresh()
 

@@ -353,7 +353,7 @@ def evaluate_task(index_file: str, version: str, context: Any) -> dict[str, Any]
     from groundwork.evaluation import evaluate_version
     from groundwork.versions import VersionStore
 
-    cfg = _config(index_file)
+    cfg = _planned(index_file, context)[0]
     if cfg.evaluation.golden is None or _is_live(cfg, version):
         log.info("no evaluation: %s", "no golden queries configured" if cfg.evaluation.golden is None else "live")
         return None

@@ -28,7 +28,7 @@ DAGS_FOLDER = REPO_ROOT / "dags"
 DAG_FILE = DAGS_FOLDER / "groundwork_refresh.py"
 EXAMPLE_INDEX = REPO_ROOT / "include" / "indexes" / "groundwork_docs.yaml"
 HEAVY_MODULES = ("torch", "unstructured", "sentence_transformers", "qdrant_client")
-TASK_ORDER = ["plan", "process", "assemble", "validate", "snapshot", "publish"]
+TASK_ORDER = ["plan", "process", "assemble", "validate", "evaluate", "snapshot", "publish"]
 
 # Unknown chunking strategy and a negative batch size: a config error naming both fields.
 INVALID_INDEX = """\

@@ -124,7 +124,7 @@ def test_rest_backfill_and_runs_with_params(e2e: E2E, tmp_path: Any) -> None:
     af.wait_for_run(DAG_ID, dry, timeout_s=240)
     states = _states(e2e, dry)
     assert states["plan"] == "success"
-    assert {states[t] for t in ("process", "assemble", "validate", "snapshot", "publish")} == {"skipped"}
+    assert {states[t] for t in ("process", "assemble", "validate", "evaluate", "snapshot", "publish")} == {"skipped"}
     log = readable_log(af.task_log(DAG_ID, dry, "plan", 1))
     assert "DRY RUN: 0 new, 6 changed, 0 deleted" in log, log[-3000:]
     assert READ_WHOLE in log

@@ -130,7 +130,8 @@ def test_refresh_through_airflow(tmp_path: Path) -> None:
     assert len(process) >= 2 and sorted(ti["map_index"] for ti in process) == list(range(len(process)))
     assert {ti["state"] for tis in first.values() for ti in tis} == {"success"}
     assert [ti["state"] for ti in second["process"]] == ["skipped"]
-    assert {second[t][0]["state"] for t in ("plan", "assemble", "validate", "snapshot", "publish")} == {"success"}
+    after = ("plan", "assemble", "validate", "evaluate", "snapshot", "publish")
+    assert {second[t][0]["state"] for t in after} == {"success"}
 
     # What the run left on disk: the live pointer, the version's chunk table and manifest.
     index_dir = home / "indexes" / INDEX
