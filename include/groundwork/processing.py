@@ -35,8 +35,13 @@ __all__ = ["StageTimer", "batch_output_paths", "chunk_document", "process_batch"
 
 log = logging.getLogger(__name__)
 
-# Embed in groups of about this many chunks: bounded memory, good batching.
-_EMBED_GROUP = 256
+# Embed in groups of about this many chunks. The model sorts each group by length before it
+# batches, so a large group pads little (groups of 256 cost ~10% more encode time than one call
+# on the same texts, measured on a bimodal chunk-length corpus); rows waiting here hold text and
+# metadata only, a few MB per thousand.
+_EMBED_GROUP = 2048
+# A single document with more chunks than this spills its embedded rows to a temporary table.
+_SPILL_ROWS = 4096
 
 
 def batch_output_paths(batch_path: Path) -> tuple[Path, Path]:
@@ -135,7 +140,7 @@ class _Pending:
             for rows in segments:
                 doc_rows.extend(rows)
                 count += len(rows)
-                if len(doc_rows) >= _EMBED_GROUP * 8:
+                if len(doc_rows) >= _SPILL_ROWS:
                     spill = spill or ChunkTableWriter(writer.path.with_name(writer.path.name + ".spill"), writer.dim)
                     self._write(doc_rows, spill)
                     doc_rows = []
