@@ -12,7 +12,10 @@ Measures, with the real all-MiniLM-L6-v2 on this machine's CPU:
 5. peak memory of a full build at 1x and 4x the corpus, each in a fresh process
    (goal: 4x needs at most 1.5x the memory);
 6. int8 dynamic quantization of the model: encode speed-up over fp32, and top-10
-   agreement with fp32 on a set of queries.
+   agreement with fp32 on a set of queries: on the generated corpus (word salad over a
+   50-word vocabulary: thousands of near-ties, so a hard case for agreement) and on real
+   text, groundwork's own documentation with its golden queries, where nDCG@10 of both
+   precisions is printed too.
 
 Usage: ``python benchmarks/bench_refresh.py [--docs 1000] [--memory-scales 1,4] [--skip-memory]``
 (``make bench`` runs the defaults: about 5,000 chunks; the 4x memory run takes a while).
@@ -38,9 +41,10 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "include"))
 
-from groundwork.config import IndexConfig, parse_index  # noqa: E402
-from groundwork.embedding import load_embedder  # noqa: E402
+from groundwork.config import IndexConfig, load_index, parse_index  # noqa: E402
+from groundwork.embedding import Embedder, load_embedder  # noqa: E402
 from groundwork.embedding_cache import EmbeddingCache  # noqa: E402
+from groundwork.evaluation import load_golden, query_metrics  # noqa: E402
 from groundwork.lifecycle import rollback  # noqa: E402
 from groundwork.offline import set_offline_env  # noqa: E402
 from groundwork.pipeline import run_index  # noqa: E402
@@ -104,6 +108,29 @@ def top10_agreement(corpus: np.ndarray, q32: np.ndarray, q8: np.ndarray, c8: np.
     top32 = np.argsort(-(q32 @ corpus.T), axis=1)[:, :10]
     top8 = np.argsort(-(q8 @ c8.T), axis=1)[:, :10]
     return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top32, top8, strict=True)]))
+
+
+def real_text_int8(settings: Settings, fp32: Embedder, int8: Embedder) -> None:
+    """int8 against fp32 on groundwork's documentation and its golden queries (include/evaluation)."""
+    cfg = load_index(REPO / "include" / "evaluation" / "groundwork_eval.yaml")
+    golden = load_golden(REPO / "include" / "evaluation" / "golden.yaml")
+    built = run_index(cfg, settings, embedder=fp32, target=resolve_target(cfg.qdrant, settings))
+    chunks = VersionStore(settings, cfg.name).chunks_path(built.version)
+    table = pq.read_table(chunks, columns=["doc_id", "uri", "text"])
+    texts = table.column("text").to_pylist()
+    hits = list(zip(table.column("doc_id").to_pylist(), table.column("uri").to_pylist(), strict=True))
+    queries = [q.query for q in golden]
+    c32, c8 = fp32.encode(texts), int8.encode(texts)
+    q32, q8 = fp32.encode(queries), int8.encode(queries)
+    agreement = top10_agreement(c32, q32, q8, c8)
+    ndcg = {}
+    for name, q, c in (("fp32", q32, c32), ("int8", q8, c8)):
+        ranked = np.argsort(-(q @ c.T), axis=1)[:, :40]  # chunks; metrics count distinct documents
+        pairs = zip(ranked, golden, strict=True)
+        per_query = [query_metrics([hits[i] for i in row], g.relevant, 10) for row, g in pairs]
+        ndcg[name] = float(np.mean([m["ndcg"] for m in per_query]))
+    print(f"   real text ({len(texts)} chunks of include/docs + glossary, {len(queries)} golden queries): "
+          f"top-10 agreement {agreement:.1%}; nDCG@10 fp32 {ndcg['fp32']:.3f}, int8 {ndcg['int8']:.3f}")  # fmt: skip
 
 
 def main() -> None:
@@ -173,7 +200,8 @@ def main() -> None:
         queries = [" ".join(t.split()[3:12]) for t in rng.sample(texts_list, 100)]
         agreement = top10_agreement(vectors[: len(sample)], embedder.encode(queries), int8.encode(queries), c8)
         print(f"   encode {len(sample)} chunks: fp32 {t32:.1f} s, int8 {t8:.1f} s: speed-up x{t32 / t8:.2f}")
-        print(f"   top-10 agreement with fp32 over {len(queries)} queries: {agreement:.1%}")
+        print(f"   generated corpus: top-10 agreement with fp32 over {len(queries)} queries: {agreement:.1%}")
+        real_text_int8(settings, embedder, int8)
         del vectors
 
         if not args.skip_memory:

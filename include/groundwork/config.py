@@ -212,9 +212,7 @@ class SqlSourceConfig(_TabularFields):
         return self
 
 
-SourceConfig = Annotated[
-    FileSourceConfig | TableSourceConfig | SqlSourceConfig, Field(discriminator="type")
-]
+SourceConfig = Annotated[FileSourceConfig | TableSourceConfig | SqlSourceConfig, Field(discriminator="type")]
 
 
 class ChunkingConfig(_Model):

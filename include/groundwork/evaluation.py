@@ -273,7 +273,8 @@ def evaluate_version(
         changed = "\n".join(f"    {d['query']!r}: {d['before'][:3]} -> {d['after'][:3]}" for d in diff[:5])
         raise EvaluationRegression(
             f"candidate {version} retrieves worse than the live version {record['live_version']} on "
-            f"{len(golden)} golden queries:\n  " + "\n  ".join(regressions)
+            f"{len(golden)} golden queries:\n  "
+            + "\n  ".join(regressions)
             + (f"\n  queries whose top-{cfg.k} changed:\n{changed}" if changed else "")
             + "\nNothing was published; force with a reason to publish anyway."
         )

@@ -71,6 +71,53 @@ def test_local_folder_target_persists_and_locks(tmp_path: Path, settings: Settin
             pass
 
 
+def test_local_upload_is_durable_and_leaves_the_default_journal(tmp_path: Path, settings: Settings) -> None:
+    """The upload runs its SQLite in WAL mode without per-point fsyncs, and checkpoints before the alias moves."""
+    import sqlite3
+
+    cfg = make_index(tmp_path, qdrant={"upload_batch_size": 2})
+    target = resolve_target(cfg.qdrant, settings)
+    result = run_index(cfg, settings, embedder=FakeEmbedder(), target=target)
+    assert target.path is not None
+    storage = target.path / "collection" / result.published.collection / "storage.sqlite"
+    assert not storage.with_name("storage.sqlite-wal").exists()  # checkpointed and back to the rollback journal
+    with sqlite3.connect(storage) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        rows = conn.execute("SELECT COUNT(*) FROM points").fetchone()[0]
+    assert rows == result.published.points > 2
+    with open_client(target) as client:  # a fresh client loads every point from the file
+        assert client.count("demo", exact=True).count == result.published.points
+
+
+def test_failed_local_upload_leaves_a_store_that_opens(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = make_index(tmp_path, qdrant={"upload_batch_size": 2})
+    target = resolve_target(cfg.qdrant, settings)
+    first = run_index(cfg, settings, embedder=FakeEmbedder(), target=target)
+    (tmp_path / "docs" / "delta.md").write_text("# Delta\n\nDelta drones fly in formation.\n")
+
+    import groundwork.vectorstore as vs
+
+    real_upsert = vs.QdrantClient.upsert
+    calls = {"n": 0}
+
+    def failing_upsert(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        return real_upsert(self, *args, **kwargs)
+
+    monkeypatch.setattr(vs.QdrantClient, "upsert", failing_upsert)
+    with pytest.raises(PublishError, match="disk full"):
+        run_index(cfg, settings, embedder=FakeEmbedder(), target=target)
+    monkeypatch.setattr(vs.QdrantClient, "upsert", real_upsert)
+    with open_client(target) as client:
+        assert alias_target(client, "demo") == f"demo__{first.version}"
+        assert [c.name for c in client.get_collections().collections] == [f"demo__{first.version}"]
+        assert client.count("demo", exact=True).count == first.published.points
+
+
 def test_server_target_takes_url_and_api_key_from_env(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
