@@ -17,9 +17,9 @@ from groundwork.config import (
     load_index,
     load_indexes,
     parse_index,
-    template_fields,
 )
 from groundwork.errors import ConfigError, GroundworkError
+from groundwork.source_config import template_fields
 from groundwork.sources import discover
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -39,3 +39,15 @@ def test_real_model_finds_the_relevant_document(
         assert hits[0].payload["doc_id"] == "docs:alpha.md"
         hits = search(client, "demo", embedder, "quarterly revenue and forecast", limit=3)
         assert hits[0].payload["doc_id"] == "docs:gamma.txt"
+
+
+def test_token_sorted_batches_give_the_vectors_of_one_plain_call_in_order() -> None:
+    embedder = load_embedder(EmbeddingConfig(batch_size=4))
+    words = "index version chunk vector alias qdrant snapshot rollback airflow".split()
+    # Lengths that character order and token order disagree on, more texts than one batch.
+    texts = [" ".join(words[(i * 7) % 9 :] + ["tokenisation"] * (i % 5)) + f" {i}" for i in range(11)]
+    ours = embedder.encode(texts)
+    plain = embedder.model.encode(texts, batch_size=4, normalize_embeddings=True)
+    assert ours.shape == (11, 384) and ours.dtype == np.float32
+    assert np.allclose(ours, plain, atol=1e-5)
+    assert not np.allclose(ours[0], ours[1])  # rows are not shuffled into the same vector

@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from groundwork.config import FILE_SUFFIXES, FileSourceConfig, FileTimePartition
 from groundwork.documents import SourceDocument
 from groundwork.errors import SourceError
+from groundwork.source_config import FILE_SUFFIXES, FileSourceConfig, FileTimePartition
 from groundwork.sources import Discovery
 from groundwork.sources.skipped import Skipped
 from groundwork.sources.window import TimeWindow

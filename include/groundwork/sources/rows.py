@@ -22,9 +22,9 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from groundwork.config import SqlSourceConfig, TableSourceConfig, template_fields
 from groundwork.documents import SourceDocument
 from groundwork.errors import SourceError
+from groundwork.source_config import SqlSourceConfig, TableSourceConfig, template_fields
 from groundwork.sources import Discovery
 from groundwork.sources.skipped import Skipped
 from groundwork.sources.window import TimeWindow, as_utc
