@@ -98,6 +98,31 @@ def test_editing_the_index_file_ends_the_pin(tmp_path: Path, settings: Settings,
     assert v3.manifest.effective_config["chunking"]["max_tokens"] == 12
 
 
+def test_a_pin_outlives_a_release_that_adds_a_defaulted_option(
+    tmp_path: Path, settings: Settings, memory_target: QdrantTarget
+) -> None:
+    from groundwork.config import ChunkingConfig
+
+    class NewerChunking(ChunkingConfig):  # what a later groundwork release could ship
+        new_option: int = 7
+
+    class NewerIndex(IndexConfig):
+        chunking: NewerChunking = NewerChunking()
+        another_new_option: bool = True
+
+    v1 = run_index(_index(tmp_path, BY_TITLE), settings, embedder=FakeEmbedder(), target=memory_target)
+    run_index(_index(tmp_path, TOKENS), settings, embedder=FakeEmbedder(), target=memory_target)
+    rollback(_index(tmp_path, TOKENS), settings, v1.version, reason="bad tokens run", target=memory_target)
+    upgraded = _index(tmp_path, TOKENS)
+    upgraded = NewerIndex.model_validate(upgraded.model_dump(exclude_unset=True) | {"source_file": None})
+    assert upgraded.model_dump()["another_new_option"] is True
+    from groundwork.lifecycle import effective_config
+
+    pinned = effective_config(upgraded, settings)  # type: ignore[arg-type]
+    assert read_pin(settings, "demo")["version"] == v1.version  # type: ignore[index]
+    assert pinned.chunking.strategy == "by_title"
+
+
 def test_unknown_version_fails_clearly_and_changes_nothing(
     tmp_path: Path, settings: Settings, memory_target: QdrantTarget
 ) -> None:
