@@ -422,7 +422,18 @@ def test_csv_ragged_rows_are_recorded_and_good_rows_kept(tmp_path: Path) -> None
     assert len(ragged) == 2 == len(found.skipped)
     assert "expected 3 fields, found 5" in ragged[0].message and "002,Two" in ragged[0].message
     assert "expected 3 fields, found 2" in ragged[1].message and "003,Three" in ragged[1].message
-    assert all(s.uri.startswith(str(path)) for s in ragged)
+    assert [s.uri for s in ragged] == [f"{path}#line3", f"{path}#line4"]
+
+
+def test_csv_ragged_rows_get_their_line_numbers_after_multiline_and_repeated_rows(tmp_path: Path) -> None:
+    body = ["id,title,body", '001,One,"spans\nthree\nlines"', "bad,row", "002,Two,fine", "bad,row", "003,Three,x,y"]
+    path = write(tmp_path / "t.csv", "\n".join(body) + "\n")
+
+    found = discover(table_source(path, text="{title}: {body}"))
+
+    assert sorted(by_id(found)) == ["rows:001", "rows:002"]
+    # Line 2 holds a value over three lines: the ragged rows are on lines 5, 7 and 8 of the file.
+    assert [s.uri.rsplit("#", 1)[1] for s in found.skipped] == ["line5", "line7", "line8"]
 
 
 def test_csv_multiline_values_larger_than_one_read_block(tmp_path: Path) -> None:
