@@ -27,18 +27,31 @@ from groundwork.config import IndexConfig
 from groundwork.errors import GroundworkError, RebaseConflict
 from groundwork.planning import Plan, read_plan
 from groundwork.processing import batch_output_paths
+from groundwork.sources.skipped import OUT_OF_SCOPE
 from groundwork.versions import Manifest, VersionStore, collection_name, make_version_id
 
 __all__ = ["AssemblyResult", "assemble"]
 
 
 class AssemblyResult:
-    """The version a run produced, and whether it is new."""
+    """The version a run produced, whether it is new, and what this run skipped.
 
-    def __init__(self, version: str, created: bool, manifest: Manifest) -> None:
+    ``skipped`` matters most when no version is created: a run whose only change is a file that
+    cannot be parsed produces the live version's content again, so its quarantine would otherwise
+    be recorded nowhere but in the logs.
+    """
+
+    def __init__(
+        self, version: str, created: bool, manifest: Manifest, skipped: list[dict[str, Any]] | None = None
+    ) -> None:
         self.version = version
         self.created = created
         self.manifest = manifest
+        self.skipped = skipped if skipped is not None else list(manifest.skipped)
+
+
+def _in_scope(skipped: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [s for s in skipped if s["error_type"] not in OUT_OF_SCOPE]
 
 
 def _carried(store: VersionStore, base: str | None, touched: set[str]) -> Iterator[pa.RecordBatch]:
@@ -91,7 +104,7 @@ def assemble(config: IndexConfig, store: VersionStore, plan_path: Path, base: st
     skipped = plan.skipped + [s for r in reports for s in r["skipped"]]
     changed = plan.counts["new"] + plan.counts["changed"] + plan.counts["deleted"]
     if base is not None and base == plan.parent and not changed and not plan.reprocess_all:
-        return AssemblyResult(base, False, store.manifest(base))
+        return AssemblyResult(base, False, store.manifest(base), _in_scope(skipped))
 
     tables = [t for t, _ in outputs]
     dim = plan.model_dimension
@@ -113,7 +126,7 @@ def assemble(config: IndexConfig, store: VersionStore, plan_path: Path, base: st
     )
     if base is not None and version.split("-")[1] == base.split("-")[1]:
         # Same chunks, same config, same model: the base version already is this content.
-        return AssemblyResult(base, False, store.manifest(base))
+        return AssemblyResult(base, False, store.manifest(base), _in_scope(skipped))
 
     with ChunkTableWriter(store.chunks_path(version), dim) as writer:
         for table in tables:

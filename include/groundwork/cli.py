@@ -54,7 +54,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     result = run_index(
         cfg, settings, sources=args.source or None, force=args.force, force_reason=args.force_publish, trigger="cli"
     )
-    print(summarize(result.manifest, result.created))
+    print(summarize(result.manifest, result.created, result.skipped))
     print(f"live: {result.published.collection} ({result.published.points} points)")
     return 0
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from groundwork.assembly import assemble
 from groundwork.config import IndexConfig
@@ -40,6 +41,7 @@ class RunResult:
     created: bool
     manifest: Manifest
     published: PublishResult
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # this run's quarantine, version or not
 
 
 def run_index(
@@ -104,20 +106,29 @@ def run_index(
         # Nothing changed and the live pointer agrees: no need to even open the vector store.
         manifest = store.manifest(result.version)
         noop = PublishResult(result.version, live.collection, manifest.counts["chunks"]["total"], result.version, False)
-        return RunResult(result.version, False, manifest, noop)
+        return RunResult(result.version, False, manifest, noop, result.skipped)
     target = target or resolve_target(config.qdrant, settings, connection)
     published = commit_version(config, settings, plan_path, result.version, target, force_reason=force_reason)
-    return RunResult(published.version, result.created, store.manifest(published.version), published)
+    return RunResult(published.version, result.created, store.manifest(published.version), published, result.skipped)
 
 
 _DOC_KEYS = ("new", "changed", "unchanged", "deleted", "quarantined", "total")
 _CHUNK_KEYS = ("total", "processed", "carried", "embedded", "reused")
 
 
-def summarize(manifest: Manifest, created: bool = True) -> str:
-    """A few lines a person reads in a task log: what changed, what was skipped, how long."""
+def summarize(manifest: Manifest, created: bool = True, skipped: list[dict[str, Any]] | None = None) -> str:
+    """A few lines a person reads in a task log: what changed, what was skipped, how long.
+
+    ``skipped`` is the run's own quarantine; it is listed even when no version was created (a run
+    whose only new files cannot be parsed leaves the index as it was, but must say so).
+    """
     if not created:
-        return f"index {manifest.index}: nothing changed; version {manifest.version} stays live"
+        lines = [f"index {manifest.index}: nothing changed; version {manifest.version} stays live"]
+        if skipped:
+            lines[0] = f"index {manifest.index}: no new content; version {manifest.version} stays live"
+            lines.append(f"  quarantined by this run: {len(skipped)} (not in any version; retried next run)")
+            lines += _quarantine_lines(skipped)
+        return "\n".join(lines)
     docs, chunks = manifest.counts["documents"], manifest.counts["chunks"]
     lines = [
         f"index {manifest.index}: version {manifest.version} (parent {manifest.parent})",
@@ -137,8 +148,12 @@ def summarize(manifest: Manifest, created: bool = True) -> str:
     if gate:
         verdict = "passed" if gate["success"] else f"failed {gate['failed']}"
         lines.append(f"  quality gate: {verdict}" + (f" - forced: {gate['reason']}" if gate.get("forced") else ""))
-    for item in manifest.skipped[:20]:
-        lines.append(f"  quarantined {item['uri']}: {item['error_type']}: {item['message']}")
-    if len(manifest.skipped) > 20:
-        lines.append(f"  ... and {len(manifest.skipped) - 20} more (see {manifest.version}/quarantine.parquet)")
+    lines += _quarantine_lines(manifest.skipped, f"{manifest.version}/quarantine.parquet")
     return "\n".join(lines)
+
+
+def _quarantine_lines(skipped: list[dict[str, Any]], where: str | None = None) -> list[str]:
+    lines = [f"  quarantined {item['uri']}: {item['error_type']}: {item['message']}" for item in skipped[:20]]
+    if len(skipped) > 20:
+        lines.append(f"  ... and {len(skipped) - 20} more" + (f" (see {where})" if where else ""))
+    return lines

@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 from groundwork.chunk_table import PAYLOAD_COLUMNS, iter_batches
 from groundwork.config import IndexConfig, ValidationConfig
 from groundwork.errors import ConfigError, ValidationFailed
+from groundwork.sources.skipped import OUT_OF_SCOPE
 from groundwork.versions import Manifest, VersionStore, write_json_atomic
 
 __all__ = ["ExpectationOutcome", "GateReport", "build_frames", "validate_version"]
@@ -52,8 +53,6 @@ log = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ["chunk_id", "doc_id", "source", "uri", "text", "text_hash", "doc_hash", "version"]
 # Documents whose partitioning "worked" but yielded nothing: silent extraction failures.
 NO_CHUNK_ERRORS = {"NoText", "NoChunks", "EmptyText", "EmptyFile"}
-# Entries that were never documents of the index: recorded, but not held against the candidate.
-OUT_OF_SCOPE = {"UnsupportedFileType", "SymlinkOutsideSource"}
 # Columns whose mean is a share: the rows that count towards it are the examples of a failed share.
 _FLAG_COLUMNS = {"duplicate_text", "quarantined", "no_chunks"}
 

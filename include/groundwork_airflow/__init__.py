@@ -313,7 +313,11 @@ def assemble_task(index_file: str, context: Any) -> str:
         raise AirflowSkipException(f"the window {plan.window} holds no document and the index has no version yet")
     store = VersionStore(runtime_settings(), cfg.name)
     result = assemble(cfg, store, plan_path)
-    log.info("run summary\n%s", summarize(result.manifest, result.created))
+    summary = summarize(result.manifest, result.created, result.skipped)
+    if result.skipped and not result.created:  # the only record of this quarantine: make it stand out
+        log.warning("run summary\n%s", summary)
+    else:
+        log.info("run summary\n%s", summary)
     return result.version
 
 

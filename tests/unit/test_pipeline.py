@@ -105,6 +105,28 @@ def test_unparseable_file_is_skipped_and_recorded(
     assert result.manifest.counts["documents"]["total"] == 3
 
 
+def test_a_run_that_only_adds_an_unparseable_file_says_so_without_a_new_version(
+    tmp_path: Path, settings: Settings, memory_target: QdrantTarget
+) -> None:
+    from groundwork.pipeline import summarize
+
+    cfg = make_index(tmp_path)
+    first = _run(cfg, settings, FakeEmbedder(), memory_target)
+    (tmp_path / "docs" / "broken.pdf").write_bytes(b"%PDF-1.4\n this is not really a pdf")
+    (tmp_path / "docs" / "picture.png").write_bytes(b"\x89PNG\r\n")  # never a document: not announced
+    again = _run(cfg, settings, FakeEmbedder(), memory_target)
+    assert not again.created and again.version == first.version  # the index's content did not change
+    assert [Path(s["uri"]).name for s in again.skipped] == ["broken.pdf"]
+    text = summarize(again.manifest, again.created, again.skipped)
+    assert "no new content" in text and "quarantined by this run: 1" in text and "broken.pdf" in text
+    quiet = _run(cfg, settings, FakeEmbedder(), memory_target)  # still broken: said again, still no version
+    assert not quiet.created and [Path(s["uri"]).name for s in quiet.skipped] == ["broken.pdf"]
+    (tmp_path / "docs" / "broken.pdf").unlink()
+    clean = _run(cfg, settings, FakeEmbedder(), memory_target)
+    assert not clean.created and clean.skipped == []
+    assert summarize(clean.manifest, clean.created, clean.skipped).endswith("stays live")
+
+
 def test_missing_source_fails_before_publishing(
     tmp_path: Path, settings: Settings, memory_target: QdrantTarget
 ) -> None:

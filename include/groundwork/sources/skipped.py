@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# Entries that were never documents of the index (a picture in a docs folder, a link out of the
+# source): recorded, but neither held against a candidate nor announced by a run that changed nothing.
+OUT_OF_SCOPE = frozenset({"UnsupportedFileType", "SymlinkOutsideSource"})
+
 
 @dataclass(frozen=True)
 class Skipped:
