@@ -69,15 +69,12 @@ def prune(config: IndexConfig, settings: Settings, target: QdrantTarget) -> list
 # -- pins -----------------------------------------------------------------------------------------
 
 
-def _config_digest(config: IndexConfig) -> str:
-    """What the index file says, defaults left out: a pin outlives a release that adds a defaulted option."""
-    blob = json.dumps(config.model_dump(mode="json", exclude_unset=True), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def _config_digest(config: IndexConfig, *, legacy: bool = False) -> str:
+    """What the index file says, defaults left out: a pin outlives a release that adds a defaulted option.
 
-
-def _legacy_config_digest(config: IndexConfig) -> str:
-    """The digest pins written before 2026-11-26 carry (defaults included)."""
-    blob = json.dumps(config.model_dump(mode="json"), sort_keys=True, default=str)
+    ``legacy`` gives the digest pins written before 2026-11-26 carry (defaults included).
+    """
+    blob = json.dumps(config.model_dump(mode="json", exclude_unset=not legacy), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -100,7 +97,7 @@ def effective_config(config: IndexConfig, settings: Settings) -> IndexConfig:
     pin = read_pin(settings, config.name)
     if pin is None:
         return config
-    if pin["file_digest"] not in (_config_digest(config), _legacy_config_digest(config)):
+    if pin["file_digest"] not in (_config_digest(config), _config_digest(config, legacy=True)):
         clear_pin(settings, config.name, why="the index file changed after the rollback")
         return config
     manifest = VersionStore(settings, config.name).manifest(pin["version"])

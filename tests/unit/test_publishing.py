@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from qdrant_client import QdrantClient
 
 from groundwork.embedding_cache import EmbeddingCache
 from groundwork.errors import PublishError
@@ -14,6 +16,21 @@ from groundwork.settings import Settings
 from groundwork.vectorstore import QdrantTarget, alias_target, open_client, resolve_target
 from groundwork.versions import VersionStore
 from tests.conftest import FakeEmbedder, make_index
+
+
+def _fail_second_upsert(monkeypatch: pytest.MonkeyPatch, error: Exception) -> Any:
+    """Make the second ``upsert`` of the test raise ``error``; returns the real method to restore."""
+    real_upsert = QdrantClient.upsert
+    calls = {"n": 0}
+
+    def failing_upsert(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise error
+        return real_upsert(self, *args, **kwargs)
+
+    monkeypatch.setattr(QdrantClient, "upsert", failing_upsert)
+    return real_upsert
 
 
 def test_retry_of_publish_is_a_no_op(tmp_path: Path, settings: Settings, memory_target: QdrantTarget) -> None:
@@ -32,18 +49,7 @@ def test_failed_upload_drops_the_candidate_and_keeps_the_live_version(
     first = run_index(cfg, settings, embedder=FakeEmbedder(), target=memory_target)
     (tmp_path / "docs" / "delta.md").write_text("# Delta\n\nDelta drones fly in formation.\n")
 
-    import groundwork.vectorstore as vs
-
-    real_upsert = vs.QdrantClient.upsert
-    calls = {"n": 0}
-
-    def flaky_upsert(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise ConnectionError("connection reset by peer")
-        return real_upsert(self, *args, **kwargs)
-
-    monkeypatch.setattr(vs.QdrantClient, "upsert", flaky_upsert)
+    real_upsert = _fail_second_upsert(monkeypatch, ConnectionError("connection reset by peer"))
     cfg_small_batches = make_index(tmp_path, qdrant={"location": ":memory:", "upload_batch_size": 2})
     with pytest.raises(PublishError, match="connection reset"):
         run_index(cfg_small_batches, settings, embedder=FakeEmbedder(), cache=EmbeddingCache(settings.cache_path),
@@ -53,7 +59,7 @@ def test_failed_upload_drops_the_candidate_and_keeps_the_live_version(
         assert [c.name for c in client.get_collections().collections] == [f"demo__{first.version}"]
     assert VersionStore(settings, "demo").live().version == first.version  # type: ignore[union-attr]
 
-    monkeypatch.setattr(vs.QdrantClient, "upsert", real_upsert)
+    monkeypatch.setattr(QdrantClient, "upsert", real_upsert)
     retried = run_index(cfg_small_batches, settings, embedder=FakeEmbedder(), target=memory_target)
     assert retried.manifest.counts["documents"]["new"] == 1
     with open_client(memory_target) as client:
@@ -97,21 +103,10 @@ def test_failed_local_upload_leaves_a_store_that_opens(
     first = run_index(cfg, settings, embedder=FakeEmbedder(), target=target)
     (tmp_path / "docs" / "delta.md").write_text("# Delta\n\nDelta drones fly in formation.\n")
 
-    import groundwork.vectorstore as vs
-
-    real_upsert = vs.QdrantClient.upsert
-    calls = {"n": 0}
-
-    def failing_upsert(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise OSError("disk full")
-        return real_upsert(self, *args, **kwargs)
-
-    monkeypatch.setattr(vs.QdrantClient, "upsert", failing_upsert)
+    real_upsert = _fail_second_upsert(monkeypatch, OSError("disk full"))
     with pytest.raises(PublishError, match="disk full"):
         run_index(cfg, settings, embedder=FakeEmbedder(), target=target)
-    monkeypatch.setattr(vs.QdrantClient, "upsert", real_upsert)
+    monkeypatch.setattr(QdrantClient, "upsert", real_upsert)
     with open_client(target) as client:
         assert alias_target(client, "demo") == f"demo__{first.version}"
         assert [c.name for c in client.get_collections().collections] == [f"demo__{first.version}"]

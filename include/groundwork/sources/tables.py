@@ -56,18 +56,17 @@ class _RaggedRow:
 def _ragged_entries(cfg: TableSourceConfig, ragged: list[_RaggedRow]) -> list[Skipped]:
     """A skipped entry per ragged row, ``<path>#line<n>`` with n its first line in the file (1-based)."""
     lines = _line_numbers(cfg.path, [r.text for r in ragged]) if any(r.number is None for r in ragged) else {}
-    entries = []
-    for i, row in enumerate(ragged):
-        number = row.number if row.number is not None else lines.get(i)
-        entries.append(
-            Skipped(
-                cfg.name,
-                f"{cfg.path}#line{number}" if number is not None else str(cfg.path),
-                "RaggedRow",
-                f"expected {row.expected} fields, found {row.actual}: {row.text[:120]!r}",
-            )
+    numbered = [(row.number if row.number is not None else lines.get(i), row) for i, row in enumerate(ragged)]
+    numbered.sort(key=lambda item: item[0] or 0)  # handlers run per parsed block, not always in file order
+    return [
+        Skipped(
+            cfg.name,
+            f"{cfg.path}#line{number}" if number is not None else str(cfg.path),
+            "RaggedRow",
+            f"expected {row.expected} fields, found {row.actual}: {row.text[:120]!r}",
         )
-    return sorted(entries, key=lambda e: int(e.uri.rsplit("#line", 1)[1]) if "#line" in e.uri else 0)
+        for number, row in numbered
+    ]
 
 
 def _line_numbers(path: Path, texts: list[str]) -> dict[int, int]:
